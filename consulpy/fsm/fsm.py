@@ -1,0 +1,94 @@
+"""Applies committed commands to the state store, in log order, one index at a time.
+
+`apply` never raises for a refused command: it returns the `StateError` as the result, so a command
+that fails on one replica fails identically on all. Imports: consulpy.state, consulpy.fsm.commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from consulpy.fsm.commands import (
+    Command,
+    DeregisterRequest,
+    KVSRequest,
+    RegisterRequest,
+    SessionRequest,
+    TxnRequest,
+)
+from consulpy.state import DirEntry, KVOpFailed, StateError, StateStore
+
+
+@dataclass(slots=True, frozen=True)
+class TxnOutcome:
+    """The result of a TxnRequest: results on commit, errors (op position, reason) on rollback."""
+
+    results: tuple[DirEntry, ...]
+    errors: tuple[tuple[int, str], ...]
+
+
+class FSM:
+    """The state machine that Raft (or, in dev mode, the agent directly) feeds committed commands."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._handlers: dict[type, Any] = {
+            RegisterRequest: self._register,
+            DeregisterRequest: self._deregister,
+            KVSRequest: self._kvs,
+            SessionRequest: self._session,
+            TxnRequest: self._txn,
+        }
+
+    def apply(self, index: int, command: Command) -> Any:
+        """Apply one command at `index`; returns its result or the StateError that refused it."""
+        handler = self._handlers[type(command)]
+        try:
+            return handler(index, command)
+        except StateError as exc:
+            return exc
+        finally:
+            self.store.commit(index)
+
+    def _register(self, index: int, req: RegisterRequest) -> bool:
+        store = self.store
+        if not (req.skip_node_update and store.get_node(req.node.node) is not None):
+            store.ensure_node(index, req.node)
+        node_name = req.node.node
+        if req.service is not None:
+            store.ensure_service(index, node_name, req.service)
+        for check in req.checks:
+            store.ensure_check(index, replace(check, node=node_name))
+        return True
+
+    def _deregister(self, index: int, req: DeregisterRequest) -> bool:
+        if req.service_id:
+            self.store.delete_service(index, req.node, req.service_id)
+        elif req.check_id:
+            self.store.delete_check(index, req.node, req.check_id)
+        else:
+            self.store.delete_node(index, req.node)
+        return True
+
+    def _kvs(self, index: int, req: KVSRequest) -> bool:
+        _, errors = self.store.kv_txn(index, [req.op])
+        if not errors:
+            return True
+        error = errors[0][1]
+        if isinstance(error, KVOpFailed):
+            return False
+        raise error
+
+    def _session(self, index: int, req: SessionRequest) -> str:
+        if req.op == "create":
+            self.store.session_create(index, req.session)
+        elif req.op == "destroy":
+            self.store.session_destroy(index, req.session.id)
+        else:
+            raise StateError(f"Invalid session operation '{req.op}'")
+        return req.session.id
+
+    def _txn(self, index: int, req: TxnRequest) -> TxnOutcome:
+        results, errors = self.store.kv_txn(index, req.ops)
+        return TxnOutcome(tuple(results), tuple((pos, str(err)) for pos, err in errors))
