@@ -1,0 +1,108 @@
+"""The composition root: builds the state store, FSM, consensus, endpoints and frontends of one agent.
+
+Frontends reach everything through an `Agent`. Imports: everything below the frontends, and the
+frontends' server classes to start them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+
+from consulpy import CONSUL_VERSION
+from consulpy.agent.config import RuntimeConfig
+from consulpy.endpoints.catalog import Catalog, Health
+from consulpy.endpoints.query import ServerContext
+from consulpy.fsm import FSM
+from consulpy.http.routes import all_routes
+from consulpy.http.server import HTTPServer
+from consulpy.server.consensus import SingleNode
+from consulpy.server.leader import LeaderDuties, Member
+from consulpy.state import Node, StateStore
+
+log = logging.getLogger("consulpy.agent")
+
+
+def advertise_address(config: RuntimeConfig) -> str:
+    """The address other nodes reach this agent on: -advertise, else -bind unless it is a wildcard."""
+    if config.advertise_addr:
+        return config.advertise_addr
+    if config.bind_addr and config.bind_addr not in ("0.0.0.0", "::"):
+        return config.bind_addr
+    return "127.0.0.1"
+
+
+def load_node_id(config: RuntimeConfig) -> str:
+    """-node-id, else the ID persisted in the data dir, else a new random one (persisted when possible)."""
+    if config.node_id:
+        return config.node_id.lower()
+    if config.data_dir and not config.dev:
+        path = os.path.join(config.data_dir, "node-id")
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = f.read().strip()
+            if stored:
+                return stored
+        except FileNotFoundError:
+            pass
+        node_id = str(uuid.uuid4())
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(node_id)
+        return node_id
+    return str(uuid.uuid4())
+
+
+class Agent:
+    """One consulpy agent process."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.datacenter = config.datacenter
+        self.node_name = config.node_name
+        self.node_id = load_node_id(config)
+        self.address = advertise_address(config)
+        self.store = StateStore()
+        self.fsm = FSM(self.store)
+        self.consensus = SingleNode(self.fsm, f"{self.address}:{config.ports.server}")
+        self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
+                                    config.default_query_time, config.max_query_time)
+        self.catalog = Catalog(self.server)
+        self.health = Health(self.server)
+        self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
+        self.http = HTTPServer(self, all_routes())
+        self.stopped = asyncio.Event()
+
+    def node_record(self) -> Node:
+        """This agent's node as the catalog should hold it."""
+        addr = self.address
+        meta = {"consul-network-segment": "", "consul-version": CONSUL_VERSION, **self.config.node_meta}
+        return Node(id=self.node_id, node=self.node_name, address=addr, datacenter=self.datacenter,
+                    tagged_addresses={"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
+                    meta=meta)
+
+    def self_member(self) -> Member:
+        return Member(name=self.node_name, node_id=self.node_id, address=self.address,
+                      server=self.config.server, server_port=self.config.ports.server)
+
+    def client_hosts(self) -> list[str]:
+        return list(self.config.client_addr) or ["127.0.0.1"]
+
+    async def start(self) -> None:
+        await self.leader.reconcile_member(self.self_member(), self.node_record())
+        if self.config.ports.http > 0:
+            await self.http.start(self.client_hosts(), self.config.ports.http)
+
+    async def reload(self, config: RuntimeConfig) -> None:
+        """SIGHUP and /v1/agent/reload: take the new configuration's services, checks and log level."""
+        self.config = config
+
+    async def leave(self) -> None:
+        """Graceful leave: tell the cluster this node is going (nothing to tell in dev mode)."""
+        log.info("agent: leaving cluster")
+
+    async def stop(self) -> None:
+        await self.http.stop()
+        self.stopped.set()

@@ -1,0 +1,139 @@
+"""`consulpy agent`: load the configuration, print the banner, run the agent until a signal says stop.
+
+SIGINT/SIGTERM leave gracefully (a second one exits at once); SIGHUP reloads the configuration.
+Imports: stdlib, uvloop (when available), consulpy.agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import sys
+
+from consulpy import CONSUL_VERSION, __version__
+from consulpy.agent.agent import Agent
+from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
+from consulpy.agent.logs import set_level, setup_logging
+
+log = logging.getLogger("consulpy.agent")
+
+
+def banner(agent: Agent) -> str:
+    config = agent.config
+    ports = config.ports
+    rows = [
+        ("Version", f"'{CONSUL_VERSION}' (consulpy {__version__})"),
+        ("Node ID", f"'{agent.node_id}'"),
+        ("Node name", f"'{agent.node_name}'"),
+        ("Datacenter", f"'{agent.datacenter}' (Segment: '{'<all>' if config.server else ''}')"),
+        ("Server", f"{str(config.server).lower()} (Bootstrap: {str(config.bootstrap).lower()})"),
+        ("Client Addr", f"[{' '.join(agent.client_hosts())}] (HTTP: {ports.http}, HTTPS: {ports.https}, "
+                        f"gRPC: {ports.grpc}, gRPC-TLS: {ports.grpc_tls}, DNS: {ports.dns})"),
+        ("Cluster Addr", f"{agent.address} (LAN: {ports.serf_lan}, WAN: {ports.serf_wan})"),
+        ("Gossip Encryption", str(bool(config.encrypt)).lower()),
+        ("Auto-Encrypt-TLS", "false"),
+        ("ACLs Enabled", "false"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = ["==> Starting Consul agent..."]
+    lines += [f"{label.rjust(width + 4)}: {value}" for label, value in rows]
+    lines += ["", "==> Log data will now stream in as it occurs:", ""]
+    return "\n".join(lines)
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def check_supported(config: RuntimeConfig) -> None:
+    """Modes that need replication or gossip refuse to start rather than run without durability."""
+    if not config.dev:
+        raise ConfigError("only -dev agents are available in this build: durable servers arrive with "
+                          "Raft and client agents with gossip")
+
+
+async def serve(agent: Agent, argv: list[str]) -> int:
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    signals_seen = 0
+
+    def on_stop(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            log.warning("second signal received, exiting immediately")
+            os._exit(1)
+        log.info("caught signal: signal=%s", signal.Signals(signum).name.lower())
+        stop_requested.set()
+
+    async def reload() -> None:
+        try:
+            new = load_config(argv).config
+        except ConfigError as exc:
+            log.error("failed to reload configs: error=%s", exc)
+            return
+        set_level(new.log_level)
+        await agent.reload(new)
+        log.info("reload complete")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_stop, signum)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    await agent.start()
+    log.info("Consul agent running!")
+    print("==> Consul agent running!", flush=True)
+    stop_wait = asyncio.ensure_future(stop_requested.wait())
+    agent_done = asyncio.ensure_future(agent.stopped.wait())
+    await asyncio.wait([stop_wait, agent_done], return_when=asyncio.FIRST_COMPLETED)
+    stop_wait.cancel()
+    agent_done.cancel()
+    log.info("gracefully shutting down agent")
+    await agent.leave()
+    await agent.stop()
+    log.info("agent shutdown complete")
+    return 0
+
+
+def run_agent(argv: list[str]) -> int:
+    try:
+        loaded = load_config(argv)
+        check_supported(loaded.config)
+    except ConfigError as exc:
+        print(f"==> {exc}", file=sys.stderr)
+        return 1
+    config = loaded.config
+    setup_logging(config.log_level)
+    raise_fd_limit()
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        agent = Agent(config)
+    except OSError as exc:
+        print(f"==> Error starting agent: {exc}", file=sys.stderr)
+        return 1
+    print(banner(agent), flush=True)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    pid_file = config.pid_file
+    if pid_file:
+        with open(pid_file, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+    runner = uvloop.run if uvloop is not None else asyncio.run
+    try:
+        return runner(serve(agent, argv))
+    except OSError as exc:
+        log.error("error starting agent: %s", exc)
+        return 1
+    finally:
+        if pid_file:
+            with contextlib.suppress(OSError):
+                os.unlink(pid_file)

@@ -1,0 +1,205 @@
+"""The HTTP server: routing by Consul's path table, the response conventions, and the listener.
+
+Handlers are `async (request, agent, tail) -> body`, where `tail` is the path after a prefix route.
+A body of None is an empty 200, a `Reply` sets status/headers/meta, anything else is rendered as JSON;
+an `HTTPError` becomes its status with a plain-text reason, as Consul's `wrap` does.
+Imports: aiohttp, orjson, stdlib, consulpy.endpoints, consulpy.filter, consulpy.http, consulpy.server, consulpy.state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+from aiohttp.web import BaseRequest
+
+from consulpy.endpoints.query import QueryMeta
+from consulpy.filter import FilterError, compile_filter
+from consulpy.http.errors import HTTPError
+from consulpy.server.consensus import NoLeaderError
+from consulpy.state import StateError
+
+if TYPE_CHECKING:
+    from consulpy.agent.agent import Agent
+
+log = logging.getLogger("consulpy.http")
+
+Handler = Callable[[BaseRequest, "Agent", str], Awaitable[Any]]
+
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response with more than a JSON body: a status, query metadata headers, raw bytes, headers."""
+
+    body: Any = None
+    meta: QueryMeta | None = None
+    status: int = 200
+    raw: bytes | None = None
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """`path` is exact, or a prefix when it ends with "/" (Go ServeMux subtree semantics)."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Handler
+
+
+def meta_headers(meta: QueryMeta) -> dict[str, str]:
+    return {
+        "X-Consul-Index": str(max(meta.index, 1)),
+        "X-Consul-Knownleader": "true" if meta.known_leader else "false",
+        "X-Consul-Lastcontact": str(meta.last_contact_ms),
+        "X-Consul-Effective-Consistency": meta.consistency,
+    }
+
+
+def filter_items(request: BaseRequest, items: Iterable[Any]) -> list[Any]:
+    """Apply `?filter=` to JSON-shaped items; a bad expression is Consul's 500."""
+    expression = request.query.get("filter", "")
+    if not expression:
+        return list(items)
+    try:
+        matcher = compile_filter(expression)
+    except FilterError as exc:
+        raise HTTPError(500, f"Failed to create boolean expression evaluator: {exc}") from None
+    return [item for item in items if matcher.matches(item)]
+
+
+async def read_body(request: BaseRequest, limit: int, too_large: Callable[[int], HTTPError]) -> bytes:
+    """Read the request body, refusing more than `limit` bytes from Content-Length or the stream."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(length)
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise too_large(len(data) + len(await request.content.read()))
+    return data
+
+
+class HTTPServer:
+    """Routes requests to handlers and renders their results the way Consul's HTTP server does."""
+
+    def __init__(self, agent: Agent, routes: Iterable[Route]) -> None:
+        self.agent = agent
+        self._exact: dict[str, Route] = {}
+        self._prefixes: list[Route] = []
+        for route in routes:
+            if route.path.endswith("/") and route.path != "/":
+                self._prefixes.append(route)
+            else:
+                self._exact[route.path] = route
+        self._prefixes.sort(key=lambda r: len(r.path), reverse=True)
+        self._prefix_paths = {r.path for r in self._prefixes}
+        self._runner: web.ServerRunner | None = None
+        self._extra_headers: dict[str, str] = {"X-Consul-Default-Acl-Policy": "allow"}
+        self._extra_headers.update(agent.config.http_config.response_headers)
+
+    def _match(self, path: str) -> tuple[Route | None, str]:
+        route = self._exact.get(path)
+        if route is not None:
+            return route, ""
+        for route in self._prefixes:
+            if path.startswith(route.path):
+                return route, path[len(route.path):]
+        return None, ""
+
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        path = request.path
+        route, tail = self._match(path)
+        if route is None:
+            if path + "/" in self._prefix_paths:
+                return self._finish(request, web.Response(status=301, headers={"Location": path + "/"}))
+            return self._error(request, self._not_found(path))
+        if request.method == "OPTIONS":
+            return self._finish(request, web.Response(status=200, headers={"Allow": self._allow(route)}))
+        if request.method not in route.methods:
+            response = self._text(405, f"method {request.method} not allowed")
+            response.headers["Allow"] = self._allow(route)
+            return self._finish(request, response)
+        try:
+            result = await route.handler(request, self.agent, tail)
+        except HTTPError as exc:
+            return self._error(request, exc)
+        except NoLeaderError as exc:
+            return self._error(request, HTTPError(500, str(exc)))
+        except StateError as exc:
+            return self._error(request, HTTPError(500, str(exc)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("request failed: method=%s path=%s", request.method, path)
+            return self._error(request, HTTPError(500, str(exc)))
+        return self._finish(request, self._render(request, result))
+
+    @staticmethod
+    def _allow(route: Route) -> str:
+        return ",".join(("OPTIONS", *route.methods))
+
+    @staticmethod
+    def _not_found(path: str) -> HTTPError:
+        if "/v1/" in path:
+            return HTTPError(404, "Invalid URL path: not a recognized HTTP API endpoint")
+        return HTTPError(404, "Invalid URL path: if attempting to use the HTTP API, ensure the path starts "
+                              "with '/v1/'")
+
+    @staticmethod
+    def _text(status: int, text: str) -> web.Response:
+        return web.Response(status=status, body=text.encode(), content_type="text/plain", charset="utf-8")
+
+    def _error(self, request: BaseRequest, exc: HTTPError) -> web.Response:
+        if exc.status < 500:
+            log.debug("request error: method=%s path=%s status=%d error=%s", request.method, request.path,
+                      exc.status, exc.reason)
+        return self._finish(request, self._text(exc.status, exc.reason))
+
+    def _json(self, request: BaseRequest, body: Any) -> bytes:
+        if self.agent.config.dev or "pretty" in request.query:
+            return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+        return orjson.dumps(body)
+
+    def _render(self, request: BaseRequest, result: Any) -> web.Response:
+        if result is None:
+            return web.Response(status=200, content_type="text/plain", charset="utf-8")
+        if not isinstance(result, Reply):
+            return web.Response(body=self._json(request, result), content_type=JSON)
+        headers = dict(result.headers)
+        if result.meta is not None:
+            headers.update(meta_headers(result.meta))
+        if result.raw is not None:
+            body = result.raw
+        elif result.body is None:
+            body = b""
+        else:
+            body = self._json(request, result.body)
+        response = web.Response(status=result.status, body=body, headers=headers)
+        response.content_type = result.content_type if body or result.raw is not None else "text/plain"
+        return response
+
+    def _finish(self, request: BaseRequest, response: web.Response) -> web.Response:
+        response.headers.update(self._extra_headers)
+        return response
+
+    async def start(self, hosts: list[str], port: int) -> None:
+        server = web.Server(self.handle, handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(server, access_log=None)
+        await self._runner.setup()
+        for host in hosts:
+            site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
+            await site.start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
