@@ -23,7 +23,7 @@ test: lint
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
