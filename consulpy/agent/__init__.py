@@ -1,0 +1,1 @@
+"""The agent: configuration, local services and checks, check runners, anti-entropy, and the wiring of all parts."""
