@@ -6,6 +6,15 @@ Only `consulpy.fsm` writes to it; everything else reads. Imports: stdlib, sorted
 from consulpy.state.errors import KVOpFailed, StateError
 from consulpy.state.kv_ops import KV_VERBS, KVOp
 from consulpy.state.records import (
+    CHECK_STATUSES,
+    CRITICAL,
+    MAINTENANCE,
+    NODE_MAINT_CHECK_ID,
+    PASSING,
+    SERF_CHECK_ID,
+    SERF_CHECK_NAME,
+    SERVICE_MAINT_PREFIX,
+    WARNING,
     DirEntry,
     HealthCheck,
     Node,
@@ -16,7 +25,16 @@ from consulpy.state.records import (
 from consulpy.state.store import StateStore, WatchSet
 
 __all__ = [
+    "CHECK_STATUSES",
+    "CRITICAL",
     "KV_VERBS",
+    "MAINTENANCE",
+    "NODE_MAINT_CHECK_ID",
+    "PASSING",
+    "SERF_CHECK_ID",
+    "SERF_CHECK_NAME",
+    "SERVICE_MAINT_PREFIX",
+    "WARNING",
     "DirEntry",
     "HealthCheck",
     "KVOp",
