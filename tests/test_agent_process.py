@@ -1,0 +1,81 @@
+"""`consulpy agent` as a process: banner, pid file, graceful exit on signals, refusing bad input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.agentproc import ROOT, AgentProcess
+
+
+def run_agent_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "consulpy", "agent", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_banner_and_pid_file(start_agent, tmp_path: Path) -> None:
+    pid_file = tmp_path / "agent.pid"
+    agent = start_agent(args=("-dev", "-datacenter", "east", "-pid-file", str(pid_file)))
+    assert agent.proc is not None
+    assert pid_file.read_text() == str(agent.proc.pid)
+    log = agent.log()
+    for field in ("==> Starting Consul agent...", "Version: '", "Node name: 'node-", "Datacenter: 'east'",
+                  "Server: true", f"Client Addr: [{agent.address}] (HTTP: 8500", "DNS: 8600",
+                  f"Cluster Addr: {agent.address} (LAN: 8301, WAN: 8302)", "Consul agent running!"):
+        assert field in log, field
+    assert agent.stop() == 0
+    assert not pid_file.exists()
+    assert "agent shutdown complete" in agent.log()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_leave_gracefully(start_agent, signum: int) -> None:
+    agent: AgentProcess = start_agent()
+    agent.signal(signum)
+    assert agent.proc is not None
+    assert agent.proc.wait(10) == 0
+    log = agent.log()
+    assert "gracefully shutting down agent" in log
+    assert "Traceback" not in log
+
+
+def test_sighup_reloads_log_level(start_agent, tmp_path: Path) -> None:
+    config = tmp_path / "level.json"
+    config.write_text('{"log_level": "info"}')
+    agent: AgentProcess = start_agent(args=("-dev", "-config-file", str(config)))
+    config.write_text('{"log_level": "debug"}')
+    agent.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "reload complete" not in agent.log():
+        assert time.monotonic() < deadline, agent.log()
+        time.sleep(0.05)
+    assert agent.proc is not None and agent.proc.poll() is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("-dev", "-no-such-flag"), "flag provided but not defined: -no-such-flag"),
+    (("-dev", "-http-port", "eighty"), "eighty"),
+    (("-dev", "-log-level", "loud"), "loud"),
+    (("-dev", "-bootstrap-expect", "3"), "bootstrap"),
+    (("-data-dir", "/nonexistent-consulpy", "-server"), "-dev"),
+    ((), "data_dir"),
+])
+def test_bad_command_lines_exit_1(args: tuple[str, ...], message: str) -> None:
+    result = run_agent_cli(*args)
+    assert result.returncode == 1
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_config_file_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"ports": {"http": "eighty"}}')
+    result = run_agent_cli("-dev", "-config-file", str(bad))
+    assert result.returncode == 1
+    assert "ports.http" in result.stderr
+    assert "Traceback" not in result.stderr
