@@ -78,14 +78,23 @@ def filter_items(request: BaseRequest, items: Iterable[Any]) -> list[Any]:
 
 
 async def read_body(request: BaseRequest, limit: int, too_large: Callable[[int], HTTPError]) -> bytes:
-    """Read the request body, refusing more than `limit` bytes from Content-Length or the stream."""
+    """The whole request body, refusing more than `limit` bytes by Content-Length or as it streams in.
+
+    A refused body is still drained (counted, not kept) so the error can report its size, as Consul does.
+    """
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(length)
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        raise too_large(len(data) + len(await request.content.read()))
-    return data
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            while chunk := await request.content.read(1 << 16):
+                size += len(chunk)
+            raise too_large(size)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class HTTPServer:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from sortedcontainers import SortedDict
 
 from consulpy.state.errors import StateError
-from consulpy.state.kv_ops import KVOp, KVOverlay, TxnResult, run_kv_op
+from consulpy.state.kv_ops import WRITE_VERBS, KVOp, KVOverlay, TxnResult, run_kv_op
 from consulpy.state.records import (
     CRITICAL,
     DirEntry,
@@ -36,6 +36,8 @@ TABLE_CHECKS = "checks"
 TABLE_KVS = "kvs"
 TABLE_TOMBSTONES = "tombstones"
 TABLE_SESSIONS = "sessions"
+
+MAX_LOCK_DELAY_NS = 60 * 1_000_000_000  # Consul's structs.MaxLockDelay: a longer lock-delay is cut to this
 
 
 class Waiter:
@@ -437,6 +439,22 @@ class StateStore:
                 self._kv_write(index, entry)
         return results, errors
 
+    def kv_txn_read(self, ops: Iterable[KVOp]) -> tuple[list[TxnResult], list[tuple[int, StateError]]]:
+        """Evaluate read-only KV operations against the current state (Consul's TxnRO); a write verb is an error."""
+        overlay = KVOverlay(self)
+        results: list[TxnResult] = []
+        errors: list[tuple[int, StateError]] = []
+        for position, op in enumerate(ops):
+            try:
+                if op.verb in WRITE_VERBS:
+                    raise StateError("cannot insert in read-only transaction")
+                results.extend(run_kv_op(overlay, 0, op))
+            except StateError as exc:
+                errors.append((position, exc))
+        if errors:
+            return [], errors
+        return results, errors
+
     def has_session(self, session_id: str) -> bool:
         return session_id in self._sessions
 
@@ -514,7 +532,7 @@ class StateStore:
             raise StateError(f"Session ID '{session.id}' already exists")
         node_key = session.node.lower()
         if node_key not in self._nodes:
-            raise StateError(f"Missing node registration for '{session.node}'")
+            raise StateError("Missing node registration")
         check_keys: list[CheckKey] = []
         for check_id in session.node_checks:
             check_keys.append((node_key, check_id))
@@ -546,7 +564,8 @@ class StateStore:
         for svc_check in session.service_checks:
             self._sessions_by_check.get((node_key, svc_check.get("ID", "")), set()).discard(session_id)
         held = self._locks_by_session.pop(session_id, set())
-        delay_until = self._clock() + session.lock_delay / 1e9 if session.lock_delay > 0 else 0.0
+        delay = min(session.lock_delay, MAX_LOCK_DELAY_NS)
+        delay_until = self._clock() + delay / 1e9 if delay > 0 else 0.0
         for key in sorted(held):
             entry = self._kv.get(key)
             if entry is None or entry.session != session_id:
@@ -567,11 +586,11 @@ class StateStore:
     def session_list(self, ws: WatchSet | None = None) -> tuple[int, list[Session]]:
         if ws is not None:
             ws.add("table", TABLE_SESSIONS)
-        return self.table_index(TABLE_SESSIONS), sorted(self._sessions.values(), key=lambda s: s.create_index)
+        return self.table_index(TABLE_SESSIONS), sorted(self._sessions.values(), key=lambda s: s.id)
 
     def node_sessions(self, node_name: str, ws: WatchSet | None = None) -> tuple[int, list[Session]]:
         if ws is not None:
             ws.add("table", TABLE_SESSIONS)
         ids = self._sessions_by_node.get(node_name.lower(), ())
-        sessions = sorted((self._sessions[i] for i in ids), key=lambda s: s.create_index)
+        sessions = sorted((self._sessions[i] for i in ids), key=lambda s: s.id)
         return self.table_index(TABLE_SESSIONS), sessions
