@@ -12,14 +12,24 @@ import os
 import uuid
 
 from consulpy import CONSUL_VERSION
-from consulpy.agent.config import RuntimeConfig
+from consulpy.agent.ae import AntiEntropy, sync_interval
+from consulpy.agent.checks import CheckRunners
+from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
+from consulpy.agent.definitions import RegistrationError
+from consulpy.agent.local import LocalOptions, LocalState
+from consulpy.agent.logs import set_level
+from consulpy.dns.server import DNSServer
 from consulpy.endpoints.catalog import Catalog, Health
+from consulpy.endpoints.kvs import KVS
 from consulpy.endpoints.query import ServerContext
+from consulpy.endpoints.session import Sessions
+from consulpy.endpoints.txn import Txn
 from consulpy.fsm import FSM
 from consulpy.http.routes import all_routes
 from consulpy.http.server import HTTPServer
 from consulpy.server.consensus import SingleNode
 from consulpy.server.leader import LeaderDuties, Member
+from consulpy.server.session_timers import SessionTimers
 from consulpy.state import Node, StateStore
 
 log = logging.getLogger("consulpy.agent")
@@ -58,8 +68,9 @@ def load_node_id(config: RuntimeConfig) -> str:
 class Agent:
     """One consulpy agent process."""
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, argv: list[str] | None = None) -> None:
         self.config = config
+        self.argv = list(argv or [])
         self.datacenter = config.datacenter
         self.node_name = config.node_name
         self.node_id = load_node_id(config)
@@ -71,8 +82,17 @@ class Agent:
                                     config.default_query_time, config.max_query_time)
         self.catalog = Catalog(self.server)
         self.health = Health(self.server)
+        self.check_runners = CheckRunners()
+        self.local = LocalState(self.node_name, self.check_runners, LocalOptions.from_config(config))
+        self.ae = AntiEntropy(self.local, self.catalog, self.health, self.node_record, sync_interval(config))
+        self.local.on_change = self.ae.trigger
+        self.kvs = KVS(self.server)
+        self.session_timers = SessionTimers(self.consensus)
+        self.sessions = Sessions(self.server, self.session_timers, config.session_ttl_min)
+        self.txn = Txn(self.server, self.kvs)
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
         self.http = HTTPServer(self, all_routes())
+        self.dns = DNSServer(self)
         self.stopped = asyncio.Event()
 
     def node_record(self) -> Node:
@@ -92,17 +112,48 @@ class Agent:
 
     async def start(self) -> None:
         await self.leader.reconcile_member(self.self_member(), self.node_record())
+        self.local.start()
+        self.local.load_config(self.config)
+        self.ae.start()
+        self.session_timers.start()
         if self.config.ports.http > 0:
             await self.http.start(self.client_hosts(), self.config.ports.http)
+        await self.dns.start()
 
     async def reload(self, config: RuntimeConfig) -> None:
-        """SIGHUP and /v1/agent/reload: take the new configuration's services, checks and log level."""
+        """SIGHUP and /v1/agent/reload: take the new configuration's services, checks and log level.
+
+        Invalid service/check definitions refuse the whole reload (RegistrationError), changing nothing.
+        """
+        try:
+            self.local.reload_config(config)
+        except RegistrationError as exc:
+            log.error("failed to reload configs: error=%s", exc.reason)
+            raise
         self.config = config
+        set_level(config.log_level)
+        await self.ae.sync_changes()
+
+    async def reload_from_argv(self) -> None:
+        """/v1/agent/reload: read the configuration again from the arguments the agent started with."""
+        try:
+            config = load_config(self.argv).config
+        except ConfigError as exc:
+            log.error("failed to reload configs: error=%s", exc)
+            raise
+        await self.reload(config)
+        log.info("reload complete")
 
     async def leave(self) -> None:
-        """Graceful leave: tell the cluster this node is going (nothing to tell in dev mode)."""
+        """Graceful leave: stop the checks, then tell the cluster this node is going (nothing to tell in dev mode)."""
+        await self.ae.stop()
+        await self.local.stop()
         log.info("agent: leaving cluster")
 
     async def stop(self) -> None:
+        await self.ae.stop()
+        await self.local.stop()
+        self.session_timers.stop()
+        await self.dns.stop()
         await self.http.stop()
         self.stopped.set()

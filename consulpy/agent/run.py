@@ -116,7 +116,7 @@ def run_agent(argv: list[str]) -> int:
     except ImportError:
         uvloop = None
     try:
-        agent = Agent(config)
+        agent = Agent(config, argv)
     except OSError as exc:
         print(f"==> Error starting agent: {exc}", file=sys.stderr)
         return 1
