@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from hcl.parser import HclParser
 
+from consulpy.agent.definitions import validate_meta
 from consulpy.cli.goflags import FlagError, FlagSet
 from consulpy.duration import DurationError, parse_duration
 
@@ -315,7 +316,6 @@ _DEV_SOURCE: dict[str, Any] = {
 
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERR", "ERROR")
 _BASIC_NAME = re.compile(r"^[a-z0-9_-]+$")
-_META_KEY = re.compile(r"^[a-zA-Z0-9_-]+$")
 _DNS_INVALID = re.compile(r"[^A-Za-z0-9\-]+")
 _CONTENT_PATH = re.compile(r"^[A-Za-z0-9/_-]+$")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -1051,22 +1051,9 @@ def _check_basic_name(name: str, value: str, allow_empty: bool) -> None:
 
 
 def _check_node_meta(meta: dict[str, str]) -> None:
-    if len(meta) > 64:
-        raise ConfigError("node_meta invalid: Node metadata cannot contain more than 64 key/value pairs")
-    for key, value in meta.items():
-        if not key:
-            reason = "Key cannot be blank"
-        elif not _META_KEY.match(key):
-            reason = "Key contains invalid characters"
-        elif len(key) > 128:
-            reason = "Key is too long (limit: 128 characters)"
-        elif key.startswith("consul-"):
-            reason = "Key prefix 'consul-' is reserved for internal use"
-        elif len(value) > 512:
-            reason = "Value is too long (limit: 512 characters)"
-        else:
-            continue
-        raise ConfigError(f"node_meta invalid: Couldn't load metadata pair ('{key}', '{value}'): {reason}")
+    reason = validate_meta(meta)
+    if reason is not None:
+        raise ConfigError(f"node_meta invalid: {reason}")
 
 
 def _check_encrypt(key: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consulpy.duration import DurationError, format_duration, parse_duration_value
+from consulpy.gojson import json_type
 from consulpy.state import CHECK_STATUSES, CRITICAL, HealthCheck, NodeService, Weights
 
 MISSING_SERVICE_NAME = "Missing service name"
@@ -162,25 +163,17 @@ def _header(raw: dict[str, Any], where: str) -> dict[str, list[str]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise RegistrationError(400, f"Request decode failed: json: cannot unmarshal {_json_type(value)} into Go "
+        raise RegistrationError(400, f"Request decode failed: json: cannot unmarshal {json_type(value)} into Go "
                                      f"struct field {where}.Header of type map[string][]string")
     out: dict[str, list[str]] = {}
     for key, values in value.items():
         if values is None:
             continue
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise RegistrationError(400, f"Request decode failed: json: cannot unmarshal {_json_type(values)} "
+            raise RegistrationError(400, f"Request decode failed: json: cannot unmarshal {json_type(values)} "
                                          f"into Go struct field {where}.Header of type []string")
         out[key] = list(values)
     return out
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "array"}.get(type(value), "object")
 
 
 def check_type_from(raw: dict[str, Any], where: str = "CheckType") -> CheckType:

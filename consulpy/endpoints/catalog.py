@@ -97,27 +97,22 @@ class Health:
 
     async def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str]
                              ) -> tuple[QueryMeta, list[HealthCheck]]:
-        store = self.ctx.store
-
-        def query(ws: WatchSet) -> tuple[int, list[HealthCheck]]:
-            index, checks = store.service_checks(service, ws)
-            if node_meta:
-                checks = [c for c in checks if _meta_matches(store.get_node(c.node) or _NO_NODE, node_meta)]
-            return index, checks
-
-        return await self.ctx.blocking(opts, query)
+        return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
+            self.ctx.store.service_checks(service, ws), node_meta))
 
     async def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str]
                               ) -> tuple[QueryMeta, list[HealthCheck]]:
-        store = self.ctx.store
+        return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
+            self.ctx.store.checks_in_state(state, ws), node_meta))
 
-        def query(ws: WatchSet) -> tuple[int, list[HealthCheck]]:
-            index, checks = store.checks_in_state(state, ws)
-            if node_meta:
-                checks = [c for c in checks if _meta_matches(store.get_node(c.node) or _NO_NODE, node_meta)]
-            return index, checks
-
-        return await self.ctx.blocking(opts, query)
+    def _on_nodes_with_meta(self, found: tuple[int, list[HealthCheck]], node_meta: dict[str, str]
+                            ) -> tuple[int, list[HealthCheck]]:
+        """Keep the checks whose node carries every `node-meta` pair asked for."""
+        index, checks = found
+        if node_meta:
+            store = self.ctx.store
+            checks = [c for c in checks if _meta_matches(store.get_node(c.node) or _NO_NODE, node_meta)]
+        return index, checks
 
     async def service_nodes(self, opts: QueryOptions, service: str, tags: list[str], passing: bool,
                             node_meta: dict[str, str]) -> tuple[QueryMeta, list[CheckedInstance]]:

@@ -150,11 +150,8 @@ async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
         return Reply(None, meta, raw=b"null")
-    rendered = {s.id: service_json(s) for s in services}
-    if request.query.get("filter"):
-        kept = {id(v) for v in filter_items(request, rendered.values())}
-        rendered = {k: v for k, v in rendered.items() if id(v) in kept}
-    return Reply({"Node": node_json(node, agent.datacenter), "Services": rendered}, meta)
+    kept = filter_items(request, (service_json(s) for s in services))
+    return Reply({"Node": node_json(node, agent.datacenter), "Services": {s["ID"]: s for s in kept}}, meta)
 
 
 async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from consulpy.duration import DurationError, parse_duration_value
+from consulpy.gojson import json_type
 
 
 class DecodeError(ValueError):
@@ -79,20 +80,8 @@ def parse_json(body: bytes) -> Any:
         raise DecodeError(str(exc)) from None
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _mismatch(value: Any, kind: Kind, where: str) -> DecodeError:
-    return DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {where} of type {kind.go}")
+    return DecodeError(f"json: cannot unmarshal {json_type(value)} into Go struct field {where} of type {kind.go}")
 
 
 def _convert(value: Any, kind: Kind, where: str) -> Any:
@@ -147,7 +136,7 @@ def _convert(value: Any, kind: Kind, where: str) -> Any:
 def decode_object(data: Any, schema: Schema) -> dict[str, Any]:
     """Decode one JSON object against `schema`; returns only the fields present and non-null."""
     if not isinstance(data, dict):
-        raise DecodeError(f"json: cannot unmarshal {_json_type(data)} into Go value of type {schema.go_name}")
+        raise DecodeError(f"json: cannot unmarshal {json_type(data)} into Go value of type {schema.go_name}")
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = schema.canonical(key)
