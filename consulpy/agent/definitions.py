@@ -435,7 +435,7 @@ def _config_check(raw: dict[str, Any]) -> dict[str, Any]:
     return {_CONFIG_CHECK_KEYS.get(k, k): v for k, v in raw.items()}
 
 
-def _config_service(raw: dict[str, Any]) -> dict[str, Any]:
+def config_service(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "check":
@@ -456,7 +456,7 @@ def _config_service(raw: dict[str, Any]) -> dict[str, Any]:
 
 def config_service_registration(raw: dict[str, Any]) -> ServiceRegistration:
     """A service from a config file (`service`/`services`); errors name the service as Consul's loader does."""
-    fields = _config_service(raw)
+    fields = config_service(raw)
     try:
         return service_registration(fields)
     except RegistrationError as exc:

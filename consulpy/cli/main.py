@@ -14,7 +14,7 @@ from consulpy.cli import commands
 PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "-help", "--help"]})
+@click.group(cls=commands.ConsulGroup, context_settings={"help_option_names": ["-h", "-help", "--help"]})
 def cli() -> None:
     """consulpy: a Consul-compatible agent."""
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp.web import BaseRequest
 
-from consulpy import CONSUL_VERSION, __version__
+from consulpy import BUILD_DATE, CONSUL_VERSION, __version__
 from consulpy.agent.config import ConfigError
 from consulpy.agent.definitions import RegistrationError, check_registration, service_registration
 from consulpy.agent.local import SOURCE_API
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 MAX_BODY = 1 << 20
 CHECK_BUF_SIZE = 4096
 REVISION = f"consulpy-{__version__}"
-BUILD_DATE = "2024-11-20T00:00:00Z"
 MAINTENANCE = "maintenance"
 SEGMENTS_NOT_SUPPORTED = "Network segments are not supported in this version of Consul"
 CHECK_UPDATE = Schema("checkUpdate", {"Status": STR, "Output": STR})
