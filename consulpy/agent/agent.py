@@ -145,10 +145,10 @@ class Agent:
         log.info("reload complete")
 
     async def leave(self) -> None:
-        """Graceful leave: stop the checks, then tell the cluster this node is going (nothing to tell in dev mode)."""
+        """Graceful leave: stop the checks, then tell the cluster this node is going (nothing to tell yet)."""
         await self.ae.stop()
         await self.local.stop()
-        log.info("agent: leaving cluster")
+        log.info("leaving cluster")
 
     async def stop(self) -> None:
         await self.ae.stop()

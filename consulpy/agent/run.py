@@ -17,7 +17,8 @@ import sys
 from consulpy import CONSUL_VERSION, __version__
 from consulpy.agent.agent import Agent
 from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
-from consulpy.agent.logs import set_level, setup_logging
+from consulpy.agent.definitions import RegistrationError
+from consulpy.agent.logs import setup_logging
 
 log = logging.getLogger("consulpy.agent")
 
@@ -59,7 +60,7 @@ def check_supported(config: RuntimeConfig) -> None:
                           "Raft and client agents with gossip")
 
 
-async def serve(agent: Agent, argv: list[str]) -> int:
+async def serve(agent: Agent) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
@@ -74,14 +75,8 @@ async def serve(agent: Agent, argv: list[str]) -> int:
         stop_requested.set()
 
     async def reload() -> None:
-        try:
-            new = load_config(argv).config
-        except ConfigError as exc:
-            log.error("failed to reload configs: error=%s", exc)
-            return
-        set_level(new.log_level)
-        await agent.reload(new)
-        log.info("reload complete")
+        with contextlib.suppress(ConfigError, RegistrationError):
+            await agent.reload_from_argv()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_stop, signum)
@@ -129,7 +124,7 @@ def run_agent(argv: list[str]) -> int:
             f.write(str(os.getpid()))
     runner = uvloop.run if uvloop is not None else asyncio.run
     try:
-        return runner(serve(agent, argv))
+        return runner(serve(agent))
     except OSError as exc:
         log.error("error starting agent: %s", exc)
         return 1
