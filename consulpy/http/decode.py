@@ -187,11 +187,15 @@ CHECK_DEFINITION = Schema("CheckDefinition", {"ID": STR, "Token": STR, "Namespac
 WEIGHTS = Schema("Weights", {"Passing": INT, "Warning": INT})
 SERVICE_ADDRESS = Schema("ServiceAddress", {"Address": STR, "Port": INT})
 
+# Canonicalised like the top level (py-consul passes e.g. {"native": true} through), so it renders as Consul's.
+SERVICE_CONNECT = Schema("ServiceConnect", {"Native": BOOL, "SidecarService": ANY},
+                         aliases={"sidecar_service": "SidecarService"})
+
 SERVICE_DEFINITION = Schema("ServiceDefinition", {
     "Kind": STR, "ID": STR, "Name": STR, "Tags": STRLIST, "Address": STR,
     "TaggedAddresses": mapof(SERVICE_ADDRESS), "Meta": STRMAP, "Port": INT, "SocketPath": STR,
     "Check": obj(CHECK_TYPE), "Checks": listof(CHECK_TYPE), "Weights": obj(WEIGHTS), "Token": STR,
-    "EnableTagOverride": BOOL, "Proxy": ANY, "Connect": ANY, "Locality": ANY, "Namespace": STR,
+    "EnableTagOverride": BOOL, "Proxy": ANY, "Connect": obj(SERVICE_CONNECT), "Locality": ANY, "Namespace": STR,
     "Partition": STR,
 }, aliases={"tagged_addresses": "TaggedAddresses", "enable_tag_override": "EnableTagOverride",
             "socket_path": "SocketPath"})
@@ -200,7 +204,8 @@ AGENT_SERVICE = Schema("AgentService", {
     "Kind": STR, "ID": STR, "Service": STR, "Tags": STRLIST, "Meta": STRMAP, "Port": INT, "Address": STR,
     "SocketPath": STR, "TaggedAddresses": mapof(SERVICE_ADDRESS), "Weights": obj(WEIGHTS),
     "EnableTagOverride": BOOL, "CreateIndex": UINT, "ModifyIndex": UINT, "ContentHash": STR, "Proxy": ANY,
-    "Connect": ANY, "Locality": ANY, "PeerName": STR, "Namespace": STR, "Partition": STR, "Datacenter": STR,
+    "Connect": obj(SERVICE_CONNECT), "Locality": ANY, "PeerName": STR, "Namespace": STR, "Partition": STR,
+    "Datacenter": STR,
 }, aliases={"tagged_addresses": "TaggedAddresses", "enable_tag_override": "EnableTagOverride"})
 
 HEALTH_CHECK = Schema("HealthCheck", {

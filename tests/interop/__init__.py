@@ -1,0 +1,1 @@
+"""Interop tests: real Consul client libraries against a real consulpy dev agent."""

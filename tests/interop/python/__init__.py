@@ -1,0 +1,1 @@
+"""Interop tests with Python Consul clients (py-consul)."""
