@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import kv_read, startup
+from bench import kv_read, startup, wal_append
 
 
 def main() -> None:
     rows = []
-    for bench in (startup, kv_read):
+    for bench in (startup, kv_read, wal_append):
         for name, value, target in bench.main():
             print(f"{name}: {value:.3f} (target {target})", flush=True)
             rows.append(f"| {name} | {value:.3f} | {target} |")

@@ -1,0 +1,36 @@
+"""Raft consensus for consulpy: a sans-IO core (`RaftNode`) driven by messages and ticks, emitting `Ready` batches.
+
+Storage and transport live beside it and are the caller's. Imports: stdlib, consulpy.codec.
+"""
+
+from consulpy.raft.core import Config, Mutations, RaftNode, Ready, Role
+from consulpy.raft.messages import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    ReadState,
+    Snapshot,
+)
+
+__all__ = [
+    "ConfChange",
+    "ConfChangeType",
+    "ConfState",
+    "Config",
+    "Entry",
+    "EntryType",
+    "HardState",
+    "Message",
+    "MsgType",
+    "Mutations",
+    "RaftNode",
+    "ReadState",
+    "Ready",
+    "Role",
+    "Snapshot",
+]
