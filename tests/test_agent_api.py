@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.agentproc import AgentProcess
+from tests.agentproc import AgentProcess, wait_until
 
 
 def put(agent: AgentProcess, path: str, body: Any = None, **params: str) -> requests.Response:
@@ -24,16 +24,6 @@ def put(agent: AgentProcess, path: str, body: Any = None, **params: str) -> requ
 
 def get(agent: AgentProcess, path: str, **kw: Any) -> requests.Response:
     return requests.get(f"{agent.http}{path}", timeout=10, **kw)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 8.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def passing(agent: AgentProcess, service: str) -> list[str]:

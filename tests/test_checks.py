@@ -21,7 +21,7 @@ from consulpy.agent.definitions import CheckType, service_registration
 from consulpy.agent.local import SOURCE_API, LocalOptions, LocalState
 from consulpy.duration import MILLISECOND, SECOND
 from consulpy.state import CRITICAL, PASSING, WARNING
-from tests.agentproc import AgentProcess
+from tests.agentproc import AgentProcess, wait_until
 
 
 class Recorder:
@@ -250,16 +250,6 @@ def test_local_state_defers_output_only_changes_and_reaps() -> None:
 
 
 # --------------------------------------------------------------------------- inside a real agent
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 8.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def passing_nodes(agent: AgentProcess, service: str) -> list[str]:
