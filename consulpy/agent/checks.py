@@ -31,7 +31,6 @@ log = logging.getLogger("consulpy.agent")
 
 Notify = Callable[[str, str, str], None]
 
-DEFAULT_BUF_SIZE = 4096
 MIN_INTERVAL = SECOND
 DEFAULT_TIMEOUT = 10 * SECOND
 SCRIPT_TIMEOUT = 30 * SECOND

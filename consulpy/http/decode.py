@@ -25,7 +25,7 @@ class DecodeError(ValueError):
 class Kind:
     """A field's type: a scalar name, or an object/list/map of a nested schema."""
 
-    name: str  # str | int | uint | bool | float | duration | strmap | strlist | any | object | list | map
+    name: str  # str | int | uint | bool | duration | strmap | strlist | any | object | list | map
     schema: Schema | None = None
     go: str = ""
 
@@ -52,7 +52,6 @@ STR = Kind("str", go="string")
 INT = Kind("int", go="int")
 UINT = Kind("uint", go="uint64")
 BOOL = Kind("bool", go="bool")
-FLOAT = Kind("float", go="float64")
 DURATION = Kind("duration", go="time.Duration")
 STRMAP = Kind("strmap", go="map[string]string")
 STRLIST = Kind("strlist", go="[]string")
@@ -98,10 +97,6 @@ def _convert(value: Any, kind: Kind, where: str) -> Any:
         if name == "uint" and value < 0:
             raise _mismatch(value, kind, where)
         return int(value)
-    if name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _mismatch(value, kind, where)
-        return float(value)
     if name == "bool":
         if not isinstance(value, bool):
             raise _mismatch(value, kind, where)

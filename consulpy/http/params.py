@@ -16,11 +16,6 @@ _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 MAX_UINT64 = (1 << 64) - 1
 
 
-def has_flag(request: BaseRequest, name: str) -> bool:
-    """Presence-style flag: `?recurse`, `?recurse=`, `?recurse=1`, even `?recurse=false` all mean on."""
-    return name in request.query
-
-
 def go_bool(text: str) -> bool | None:
     """Go's strconv.ParseBool; None when the text is not a boolean."""
     if text in _TRUE:

@@ -31,7 +31,6 @@ log = logging.getLogger("consulpy.http")
 
 Handler = Callable[[BaseRequest, "Agent", str], Awaitable[Any]]
 
-TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
 
