@@ -75,6 +75,10 @@ def test_register_and_health_filters(dev_agent: AgentProcess) -> None:
     assert node["Node"]["Address"] == "10.0.0.1" and list(node["Services"]) == ["web-n1"]
     missing = requests.get(f"{base}/v1/catalog/node/nope", timeout=5)
     assert (missing.status_code, missing.text.strip()) == (200, "null")
+    listing = requests.get(f"{base}/v1/catalog/node-services/n1", timeout=5).json()
+    assert [s["ID"] for s in listing["Services"]] == ["web-n1"]
+    unknown = requests.get(f"{base}/v1/catalog/node-services/nope", timeout=5)
+    assert (unknown.status_code, unknown.json()) == (200, {"Node": None, "Services": None})
 
     assert requests.put(f"{base}/v1/catalog/deregister", json={"Node": "n3"}, timeout=5).json() is True
     assert names("") == ["n1", "n2"]

@@ -159,8 +159,7 @@ async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -
     opts = query_options(request, agent.datacenter)
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
-        return Reply(None, meta, status=404, raw=f"Node not found: {name}".encode(),
-                     content_type="text/plain")
+        return Reply({"Node": None, "Services": None}, meta)
     rendered = filter_items(request, (service_json(s) for s in services))
     return Reply({"Node": node_json(node, agent.datacenter), "Services": rendered}, meta)
 
