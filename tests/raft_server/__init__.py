@@ -1,0 +1,1 @@
+"""Tests of the Raft server: three RaftServers over loopback TCP in one process."""
