@@ -23,6 +23,7 @@ test: lint
 	$(PY) -m pytest -q
 
 bench: install
+	bash bench/setup.sh
 	$(PY) -m bench.run_all
 
 clean:

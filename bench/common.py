@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,16 +18,73 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# (name, value, target) or (name, value, target, peer value); the peer is named in `name`.
+Figure = tuple[str, float, str] | tuple[str, float, str, float]
+
 
 def http_get(url: str, timeout: float = 1.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as reply:
         return reply.read()
 
 
-def http_put(url: str, data: bytes, timeout: float = 5.0) -> bytes:
-    request = urllib.request.Request(url, data=data, method="PUT")
+def http_put(url: str, data: bytes, timeout: float = 5.0, method: str = "PUT") -> bytes:
+    request = urllib.request.Request(url, data=data, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         return reply.read()
+
+
+def missing_tools(*tools: str) -> list[str]:
+    """The executables among `tools` that are not on PATH."""
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def skip_line(bench: str, missing: list[str]) -> str:
+    return f"SKIP {bench}: missing {', '.join(missing)} (run `bash bench/setup.sh` as root)"
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the process by PID, SIGKILL it if it is still there after 10 s."""
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def tool_field(pattern: str, out: str) -> str:
+    match = re.search(pattern, out, re.M)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in tool output:\n{out}")
+    return match.group(1)
+
+
+def _ms(text: str) -> float:
+    for suffix, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text)
+
+
+def run_wrk(url: str, seconds: float, label: str, script: str | None = None) -> float:
+    """One `wrk -t2 -c64 -d<seconds>s --latency` run; prints a line for it and returns requests/s."""
+    command = ["wrk", "-t2", "-c64", f"-d{seconds:g}s", "--latency"] + (["-s", script] if script else []) + [url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    rate = float(tool_field(r"^Requests/sec:\s+([\d.]+)", out))
+    p50, p99 = _ms(tool_field(r"^\s+50%\s+(\S+)", out)), _ms(tool_field(r"^\s+99%\s+(\S+)", out))
+    errors = " ".join(line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line)
+    print(f"  {label}: {rate:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms {errors}".rstrip(), flush=True)
+    return rate
+
+
+def format_figure(figure: Figure) -> str:
+    """`name: value (target t)`, with the peer's value and our/peer ratio when the figure has a peer."""
+    name, value, target = figure[0], figure[1], figure[2]
+    if len(figure) == 4:
+        peer = figure[3]
+        return f"{name}: {value:.3f} vs peer {peer:.3f}, ratio {value / peer:.2f} (target {target})"
+    return f"{name}: {value:.3f} (target {target})"
 
 
 class DevAgent:
@@ -63,13 +122,7 @@ class DevAgent:
         raise RuntimeError("no VmRSS")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def median(values: list[float]) -> float:

@@ -1,21 +1,33 @@
-"""`make bench`: run every benchmark, print each figure, and write a markdown summary table."""
+"""`make bench`: run every benchmark, print each figure (next to its peer's), and write a markdown summary table.
+
+A benchmark whose tools are missing prints a SKIP line and contributes no rows.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench import kv_read, startup, wal_append
+from bench import dns_perf, health_wrk, kv_read, kv_wrk, startup, wal_append
+from bench.common import Figure, format_figure
+
+
+def row(figure: Figure) -> str:
+    name, value, target = figure[0], figure[1], figure[2]
+    if len(figure) == 4:
+        peer = figure[3]
+        return f"| {name} | {value:.3f} | {peer:.3f} | {value / peer:.2f} | {target} |"
+    return f"| {name} | {value:.3f} | | | {target} |"
 
 
 def main() -> None:
     rows = []
-    for bench in (startup, kv_read, wal_append):
-        for name, value, target in bench.main():
-            print(f"{name}: {value:.3f} (target {target})", flush=True)
-            rows.append(f"| {name} | {value:.3f} | {target} |")
+    for bench in (startup, kv_read, kv_wrk, health_wrk, dns_perf, wal_append):
+        for figure in bench.main():
+            print(format_figure(figure), flush=True)
+            rows.append(row(figure))
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    table = "| figure | value | target |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+    table = "| figure | value | peer | ratio | target |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     (out / "summary.md").write_text(table)
     print(table)
 
