@@ -417,13 +417,7 @@ class StateStore:
         Every KV write, single or transactional, goes through here.
         """
         overlay = KVOverlay(self)
-        results: list[TxnResult] = []
-        errors: list[tuple[int, StateError]] = []
-        for position, op in enumerate(ops):
-            try:
-                results.extend(run_kv_op(overlay, index, op))
-            except StateError as exc:
-                errors.append((position, exc))
+        results, errors = self._evaluate(overlay, index, ops, read_only=False)
         if errors:
             return [], errors
         for key, entry in overlay.changes.items():
@@ -441,18 +435,22 @@ class StateStore:
 
     def kv_txn_read(self, ops: Iterable[KVOp]) -> tuple[list[TxnResult], list[tuple[int, StateError]]]:
         """Evaluate read-only KV operations against the current state (Consul's TxnRO); a write verb is an error."""
-        overlay = KVOverlay(self)
+        results, errors = self._evaluate(KVOverlay(self), 0, ops, read_only=True)
+        return ([], errors) if errors else (results, errors)
+
+    @staticmethod
+    def _evaluate(overlay: KVOverlay, index: int, ops: Iterable[KVOp], *, read_only: bool
+                  ) -> tuple[list[TxnResult], list[tuple[int, StateError]]]:
+        """Run every op on the overlay, collecting results and (position, error) for the ops that failed."""
         results: list[TxnResult] = []
         errors: list[tuple[int, StateError]] = []
         for position, op in enumerate(ops):
             try:
-                if op.verb in WRITE_VERBS:
+                if read_only and op.verb in WRITE_VERBS:
                     raise StateError("cannot insert in read-only transaction")
-                results.extend(run_kv_op(overlay, 0, op))
+                results.extend(run_kv_op(overlay, index, op))
             except StateError as exc:
                 errors.append((position, exc))
-        if errors:
-            return [], errors
         return results, errors
 
     def has_session(self, session_id: str) -> bool:
