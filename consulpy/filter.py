@@ -2,7 +2,7 @@
 
 Parse errors carry pigeon's text (`1:8 (7): no match found, expected: ...`). A key absent from an object, or null,
 acts like a key missing from a Go map: `!=`, `not in`, `not contains`, `is empty`, `matches`, `not matches` match and
-the other operators do not. Imports: stdlib only.
+the other operators do not. Imports: stdlib, consulpy.gostrconv.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from consulpy.gostrconv import parse_bool
 
 __all__ = ["Filter", "FilterError", "compile_filter", "filter_items"]
 
@@ -722,8 +724,6 @@ def _prepare(node: _Node, regexes: dict[str, re.Pattern[str]]) -> _Node:
 # Go's strconv rules (ParseBool, ParseInt base 0, ParseFloat). None means Go would report a conversion error.
 # ---------------------------------------------------------------------------------------------------------------
 
-_TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
-_FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9_]+(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][+-]?[0-9_]+)?", re.ASCII)
@@ -751,14 +751,6 @@ def _underscores_ok(text: str) -> bool:
         else:
             saw = "!"
     return saw != "_"
-
-
-def _parse_go_bool(raw: str) -> bool | None:
-    if raw in _TRUE_WORDS:
-        return True
-    if raw in _FALSE_WORDS:
-        return False
-    return None
 
 
 def _parse_go_int(raw: str) -> int | None:
@@ -809,7 +801,7 @@ def _parse_go_float(raw: str) -> float | None:
 def _coerce(raw: str, like: object) -> object | None:
     """The raw value converted to the primitive type of `like`; None when impossible."""
     if isinstance(like, bool):
-        return _parse_go_bool(raw)
+        return parse_bool(raw)
     if isinstance(like, int):
         return _parse_go_int(raw)
     if isinstance(like, float):

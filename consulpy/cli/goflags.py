@@ -11,21 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+from consulpy.gostrconv import parse_bool
 
 
 class FlagError(ValueError):
     """A command line that Go's flag package would reject; the message is Go's wording."""
-
-
-def parse_bool(text: str) -> bool:
-    """Go's strconv.ParseBool."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
 @dataclass(slots=True)
@@ -89,10 +79,9 @@ class FlagSet:
                 if value is None:
                     converted: Any = True
                 else:
-                    try:
-                        converted = parse_bool(value)
-                    except ValueError:
-                        raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error') from None
+                    converted = parse_bool(value)
+                    if converted is None:
+                        raise FlagError(f'invalid boolean value "{value}" for -{name}: parse error')
             else:
                 if value is None:
                     if not rest:

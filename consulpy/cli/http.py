@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from consulpy.cli.goflags import FlagSet, parse_bool
+from consulpy.cli.goflags import FlagSet
+from consulpy.gostrconv import parse_bool
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
 DIAL_TIMEOUT = 30.0
@@ -76,10 +77,7 @@ def _env_bool(environ: Mapping[str, str], name: str) -> bool | None:
     value = environ.get(name, "")
     if not value:
         return None
-    try:
-        return parse_bool(value)
-    except ValueError:
-        return None
+    return parse_bool(value)
 
 
 def client_from_flags(values: Mapping[str, Any], explicit: set[str], environ: Mapping[str, str]) -> Client:

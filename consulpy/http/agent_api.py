@@ -24,9 +24,10 @@ from consulpy.agent.definitions import RegistrationError, check_registration, se
 from consulpy.agent.local import SOURCE_API
 from consulpy.duration import DurationError, parse_duration
 from consulpy.endpoints.query import QueryOptions
+from consulpy.gostrconv import parse_bool
 from consulpy.http.decode import CHECK_DEFINITION, SERVICE_DEFINITION, STR, DecodeError, Schema, decode_body
 from consulpy.http.errors import HTTPError, bad_request, not_found
-from consulpy.http.params import go_bool, parse_uint
+from consulpy.http.params import parse_uint
 from consulpy.http.render import agent_service_json, check_json
 from consulpy.http.server import Reply, Route, filter_items, read_body
 from consulpy.state import CRITICAL, NODE_MAINT_CHECK_ID, PASSING, SERVICE_MAINT_PREFIX, WARNING, HealthCheck
@@ -56,10 +57,6 @@ async def _decode(request: BaseRequest, schema: Schema) -> dict[str, Any]:
         raise bad_request(f"Request decode failed: {exc}") from None
 
 
-def _refused(exc: RegistrationError) -> HTTPError:
-    return HTTPError(exc.status, exc.reason)
-
-
 def _unknown_service(service_id: str) -> HTTPError:
     return not_found(f"Unknown service ID {go_quote(service_id)}. Ensure that the service ID is passed, not the "
                      "service name.")
@@ -74,7 +71,7 @@ def _enable(request: BaseRequest) -> bool:
     if "enable" not in request.query:
         raise bad_request("Missing value for enable")
     raw = request.query["enable"]
-    value = go_bool(raw)
+    value = parse_bool(raw)
     if value is None:
         raise bad_request(f"Invalid value for enable: {go_quote(raw)}")
     return value
@@ -333,16 +330,10 @@ async def agent_health_by_name(request: BaseRequest, agent: Agent, tail: str) ->
 
 async def service_register(request: BaseRequest, agent: Agent, tail: str) -> Any:
     raw = await _decode(request, SERVICE_DEFINITION)
-    try:
-        reg = service_registration(raw)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    reg = service_registration(raw)
     replace_checks = request.query.getall("replace-existing-checks", [])
     replace_existing = bool(replace_checks) and replace_checks[0] in ("", "true")
-    try:
-        agent.local.add_service(reg, SOURCE_API, replace_existing_checks=replace_existing)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    agent.local.add_service(reg, SOURCE_API, replace_existing_checks=replace_existing)
     await agent.ae.sync_changes()
 
 
@@ -358,13 +349,10 @@ async def service_maintenance(request: BaseRequest, agent: Agent, tail: str) -> 
     enable = _enable(request)
     if agent.local.service(tail) is None:
         raise _unknown_service(tail)
-    try:
-        if enable:
-            agent.local.enable_service_maintenance(tail, request.query.get("reason", ""))
-        else:
-            agent.local.disable_service_maintenance(tail)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    if enable:
+        agent.local.enable_service_maintenance(tail, request.query.get("reason", ""))
+    else:
+        agent.local.disable_service_maintenance(tail)
     await agent.ae.sync_changes()
 
 
@@ -378,17 +366,11 @@ async def node_maintenance(request: BaseRequest, agent: Agent, tail: str) -> Any
 
 async def check_register(request: BaseRequest, agent: Agent, tail: str) -> Any:
     raw = await _decode(request, CHECK_DEFINITION)
-    try:
-        reg = check_registration(raw, agent.node_name)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    reg = check_registration(raw, agent.node_name)
     service_id = reg.check.service_id
     if service_id and agent.local.service(service_id) is None:
         raise not_found(f"ServiceID {go_quote(service_id)} does not exist")
-    try:
-        agent.local.add_check(reg, SOURCE_API)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    agent.local.add_check(reg, SOURCE_API)
     await agent.ae.sync_changes()
 
 
@@ -399,10 +381,7 @@ async def check_deregister(request: BaseRequest, agent: Agent, tail: str) -> Any
 
 
 async def _ttl_update(agent: Agent, check_id: str, status: str, output: str) -> None:
-    try:
-        agent.local.update_ttl(check_id, status, output)
-    except RegistrationError as exc:
-        raise _refused(exc) from None
+    agent.local.update_ttl(check_id, status, output)
     await agent.ae.sync_changes()
 
 

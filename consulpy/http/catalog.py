@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.web import BaseRequest
 
 from consulpy.fsm import DeregisterRequest, RegisterRequest
+from consulpy.gostrconv import parse_bool
 from consulpy.http.decode import CATALOG_DEREGISTER, CATALOG_REGISTER, DecodeError, decode_body
 from consulpy.http.errors import HTTPError, bad_request
-from consulpy.http.params import go_bool, node_meta_filters, query_options
+from consulpy.http.params import node_meta_filters, query_options
 from consulpy.http.render import (
     catalog_service_json,
     check_json,
@@ -193,7 +194,7 @@ def parse_passing(request: BaseRequest) -> bool:
     text = request.query["passing"]
     if text == "":
         return True
-    value = go_bool(text)
+    value = parse_bool(text)
     if value is None:
         raise bad_request("Invalid value for ?passing")
     return value

@@ -11,18 +11,7 @@ from consulpy.duration import DurationError, parse_duration
 from consulpy.endpoints.query import QueryOptions
 from consulpy.http.errors import HTTPError, bad_request
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 MAX_UINT64 = (1 << 64) - 1
-
-
-def go_bool(text: str) -> bool | None:
-    """Go's strconv.ParseBool; None when the text is not a boolean."""
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    return None
 
 
 def parse_uint(text: str) -> int | None:

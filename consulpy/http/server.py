@@ -3,7 +3,8 @@
 Handlers are `async (request, agent, tail) -> body`, where `tail` is the path after a prefix route.
 A body of None is an empty 200, a `Reply` sets status/headers/meta, anything else is rendered as JSON;
 an `HTTPError` becomes its status with a plain-text reason, as Consul's `wrap` does.
-Imports: aiohttp, orjson, stdlib, consulpy.endpoints, consulpy.filter, consulpy.http, consulpy.server, consulpy.state.
+Imports: aiohttp, orjson, stdlib, consulpy.agent.definitions (its error), consulpy.endpoints, consulpy.filter,
+consulpy.http, consulpy.server, consulpy.state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web import BaseRequest
 
+from consulpy.agent.definitions import RegistrationError
 from consulpy.endpoints.query import QueryMeta
 from consulpy.filter import FilterError, compile_filter
 from consulpy.http.errors import HTTPError
@@ -144,6 +146,8 @@ class HTTPServer:
             return self._error(request, HTTPError(500, str(exc)))
         except StateError as exc:
             return self._error(request, HTTPError(500, str(exc)))
+        except RegistrationError as exc:
+            return self._error(request, HTTPError(exc.status, exc.reason))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -16,19 +16,12 @@ import msgpack
 
 from consulpy import codec
 from consulpy.raft.messages import ConfState, Snapshot
+from consulpy.raft.wal import fsync_dir
 
 _MAGIC = b"CPYSNAP1"
 _META_HEADER = struct.Struct("<II")  # metadata length, metadata CRC32
 _NAME = re.compile(r"^(\d{20})-(\d{20})\.snap$")
 _TMP_SUFFIX = ".tmp"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_snapshot(index: int, term: int, configuration: ConfState, data: bytes) -> bytes:
@@ -83,7 +76,7 @@ class SnapshotStore:
         finally:
             os.close(fd)
         os.rename(tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._prune()
         return final
 
@@ -111,4 +104,4 @@ class SnapshotStore:
         for path in doomed:
             os.unlink(path)
         if doomed:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)

@@ -106,7 +106,8 @@ def _valid_frames_after(buf: bytes, offset: int) -> list[_Frame]:
     return found
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a directory's entries (created, renamed, removed files) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -225,7 +226,7 @@ class WAL:
         positions = self._write_batch(segment, records)
         if rotated:
             try:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except OSError as err:
                 raise self._fatal(f"fsync of {self.directory}", err) from err
         if start < self._next:
@@ -346,7 +347,7 @@ class WAL:
                 segment = self._segments.pop(old)
                 os.close(segment.fd)
                 os.unlink(segment.path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as err:
             raise self._fatal("segment deletion", err) from err
 
@@ -360,7 +361,7 @@ class WAL:
             path = os.path.join(self.directory, f"{1:010d}-{1:020d}.wal")
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             os.fsync(fd)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             self._segments[1] = _Segment(1, 1, path, fd, 0)
             return
         seqs = sorted(named)
@@ -387,7 +388,7 @@ class WAL:
             del self._segments[tail.seq]
             os.close(tail.fd)
             os.unlink(tail.path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _replay(self, segment: _Segment, buf: bytes, last: bool) -> int:
         """Apply every committed batch of one segment; returns the end of the last one (the kept length)."""
