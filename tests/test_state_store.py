@@ -319,7 +319,7 @@ def test_session_timers_arm_on_leadership_and_expire() -> None:
     async def scenario() -> None:
         harness = Harness()
         harness.register()
-        consensus = SingleNode(harness.fsm, "127.0.0.1:8300")
+        consensus = SingleNode(harness.fsm, "127.0.0.1:8300", "node1", "00000000-0000-0000-0000-000000000001")
         for sid, ttl in (("short", "50ms"), ("none", ""), ("zero", "0s"), ("long", "1h")):
             assert await consensus.apply(SessionRequest("create", Session(id=sid, node=NODE, ttl=ttl))) == sid
         timers = SessionTimers(consensus)

@@ -77,7 +77,7 @@ class Agent:
         self.address = advertise_address(config)
         self.store = StateStore()
         self.fsm = FSM(self.store)
-        self.consensus = SingleNode(self.fsm, f"{self.address}:{config.ports.server}")
+        self.consensus = SingleNode(self.fsm, f"{self.address}:{config.ports.server}", self.node_name, self.node_id)
         self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
                                     config.default_query_time, config.max_query_time)
         self.catalog = Catalog(self.server)

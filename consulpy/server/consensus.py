@@ -8,6 +8,7 @@ Imports: stdlib, consulpy.fsm.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from consulpy.fsm import FSM, Command
@@ -18,6 +19,23 @@ class NoLeaderError(Exception):
 
     def __str__(self) -> str:
         return "No cluster leader"
+
+
+class OperatorError(Exception):
+    """An operator request that cannot be carried out; `str()` is Consul's message (HTTP 500 / CLI error)."""
+
+
+@dataclass(slots=True, frozen=True)
+class RaftPeer:
+    """One server of the Raft configuration, as /v1/operator/raft/configuration reports it."""
+
+    node: str
+    id: str
+    address: str
+    leader: bool
+    voter: bool
+    last_index: int = 0
+    protocol_version: str = "3"
 
 
 class Consensus(Protocol):
@@ -41,13 +59,24 @@ class Consensus(Protocol):
     async def read_barrier(self) -> None:
         """Return once this server's state reflects every write committed before the call."""
 
+    def configuration(self) -> tuple[int, list[RaftPeer]]:
+        """The latest Raft configuration: the index of the entry that set it, and its servers."""
+
+    async def remove_peer(self, *, peer_id: str = "", address: str = "") -> None:
+        """Remove a server (by node ID or by `ip:port`) from the configuration; OperatorError when unknown."""
+
+    async def transfer_leader(self, peer_id: str = "") -> str:
+        """Hand leadership to `peer_id`, or to any up-to-date voter when empty; returns the new leader's ID."""
+
 
 class SingleNode:
     """A single server that is its own quorum: dev mode, and `-bootstrap` with no peers."""
 
-    def __init__(self, fsm: FSM, address: str) -> None:
+    def __init__(self, fsm: FSM, address: str, node_name: str, node_id: str) -> None:
         self.fsm = fsm
         self.address = address
+        self.node_name = node_name
+        self.node_id = node_id
         self._index = fsm.store.last_index
 
     async def apply(self, command: Command) -> Any:
@@ -68,3 +97,17 @@ class SingleNode:
 
     async def read_barrier(self) -> None:
         return None
+
+    def configuration(self) -> tuple[int, list[RaftPeer]]:
+        me = RaftPeer(self.node_name, self.node_id, self.address, leader=True, voter=True, last_index=self._index)
+        return 1, [me]
+
+    async def remove_peer(self, *, peer_id: str = "", address: str = "") -> None:
+        if peer_id == self.node_id or address == self.address:
+            raise OperatorError("cannot remove the only server of the configuration")
+        if peer_id:
+            raise OperatorError(f"id {peer_id!r} was not found in the Raft configuration")
+        raise OperatorError(f"address {address!r} was not found in the Raft configuration")
+
+    async def transfer_leader(self, peer_id: str = "") -> str:
+        raise OperatorError("cannot find peer to transfer leadership to")
