@@ -2,7 +2,9 @@
 
 It drives a `RaftNode` with ticks and peer messages; each Ready is made durable in the WAL (one fsync, in a
 worker thread), then its messages are sent, then committed commands are applied to the FSM in log order and
-waiting proposals and reads are answered. Imports: stdlib, consulpy.fsm, consulpy.server, consulpy.raft.
+waiting proposals and reads are answered. A new cluster is bootstrapped by writing the same add-voter entries
+on every founding server; the applied state is compacted into FSM snapshots that lagging followers install.
+Imports: stdlib, consulpy.codec, consulpy.fsm, consulpy.server (consensus, rpc), consulpy.raft.
 """
 
 from __future__ import annotations
@@ -12,24 +14,40 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from consulpy.codec import encode
 from consulpy.fsm import FSM, Command, decode_command, encode_command
 from consulpy.raft.core import Config, RaftNode, Ready, Role
-from consulpy.raft.messages import ConfState, EntryType, Message, MsgType, Snapshot
+from consulpy.raft.messages import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    Snapshot,
+)
 from consulpy.raft.storage import FatalStorageError, RaftStorage
 from consulpy.raft.transport import RaftTransport, split_address
 from consulpy.server.consensus import NoLeaderError
+from consulpy.server.rpc import RPC_RAFT, RetryableError, ServerPort
 
+# One tick is 100 ms x raft_multiplier; an election timeout is 8 to 16 ticks (Consul: 1 s x multiplier, and
+# hashicorp/raft randomises it over [T, 2T)); the leader sends heartbeats every tick.
 BASE_TICK = 0.1
-ELECTION_TICKS = 10
+ELECTION_TICKS = 8
 HEARTBEAT_TICKS = 1
+DEFAULT_SNAPSHOT_THRESHOLD = 16384
 
 log = logging.getLogger(__name__)
 
 
-class NotLeaderError(Exception):
+class NotLeaderError(RetryableError):
     """This server is not the leader; `leader_address` (`ip:port`) is where the request can be forwarded."""
 
     def __init__(self, leader_address: str) -> None:
@@ -44,33 +62,47 @@ class LeadershipLostError(Exception):
         return "leadership lost while committing log"
 
 
+def bootstrap_entries(voters: list[int]) -> list[Entry]:
+    """The founding log: one add-voter entry per server, identical on every founding server."""
+    return [Entry(1, index, EntryType.CONF_CHANGE, encode(ConfChange(ConfChangeType.ADD_VOTER, voter)))
+            for index, voter in enumerate(sorted(voters), start=1)]
+
+
 class RaftServer:
     """One Raft server: node, durable storage, transport and FSM, run by a tick task and a ready loop.
 
-    `voters` maps every server id to its `ip:port`; it bootstraps the configuration when the data directory
-    is empty and resolves peer addresses afterwards. Call `start()` once, `stop()` at the end.
+    `addresses` maps server ids to `ip:port` (more are learned with `set_address`). A server whose data
+    directory is empty has no configuration: it waits for `bootstrap` or for a leader to add it. Raft
+    traffic arrives through `port` (the agent's server port); without one the server listens on its own.
+    Call `start()` once, `stop()` at the end.
     """
 
     def __init__(
         self,
         node_id: int,
         address: str,
-        voters: dict[int, str],
+        addresses: dict[int, str],
         data_dir: str,
         fsm: FSM,
         rng: random.Random,
         raft_multiplier: int = 1,
+        snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD,
+        port: ServerPort | None = None,
     ) -> None:
         self.id = node_id
         self.address = address
-        self.addresses = dict(voters)
+        self.addresses = {**addresses, node_id: address}
         self.data_dir = data_dir
         self.fsm = fsm
         self.rng = rng
         self.tick_interval = BASE_TICK * raft_multiplier
+        self.snapshot_threshold = snapshot_threshold
+        self.on_leadership: Callable[[bool], None] | None = None
         self.storage: RaftStorage | None = None
         self.node: RaftNode | None = None
-        self.transport = RaftTransport(split_address(address), self.addresses, self._on_message)
+        self.transport = RaftTransport(self.addresses, self._on_message)
+        self._port = port
+        self._own_port = port is None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-wal-{node_id}")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,27 +113,70 @@ class RaftServer:
         self._read_nonce = rng.getrandbits(64)
         self._applied = 0
         self._last_contact = time.monotonic()
+        self._leading = False
+        self._lead_index = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         storage = self.storage = await loop.run_in_executor(self._executor, RaftStorage, self.data_dir)
         try:
-            node = await loop.run_in_executor(self._executor, self._restore_node, storage)
-            await self.transport.start()
+            node = await loop.run_in_executor(self._executor, self._load_node, storage)
+            if self._port is None:
+                self._port = ServerPort(split_address(self.address))
+                self._port.handle(RPC_RAFT, self.transport.handle_stream)
+                await self._port.start()
+            else:
+                self._port.handle(RPC_RAFT, self.transport.handle_stream)
         except BaseException:
             await loop.run_in_executor(self._executor, storage.close)
             self.storage = None
             raise
+        self._run(node)
+
+    def has_state(self) -> bool:
+        """True once this server holds any Raft log or snapshot (it is, or was, part of a cluster)."""
+        return self.node is not None and self.node.log.last_index() > 0
+
+    async def bootstrap(self, voters: dict[int, str]) -> None:
+        """Found a new cluster of `voters` (which must include this server); a no-op if there is state already."""
+        if self.has_state():
+            return
+        for voter, address in voters.items():
+            self.set_address(voter, address)
+        await self._halt()
+        entries = bootstrap_entries(list(voters))
+        storage = self.storage
+        assert storage is not None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, storage.wal.append, entries,
+                                   HardState(term=1, vote=0, commit=len(entries)))
+        self._run(await loop.run_in_executor(self._executor, self._load_node, storage))
+        log.info("raft: bootstrapped a cluster of %d servers", len(voters))
+
+    def set_address(self, node_id: int, address: str) -> None:
+        self.addresses[node_id] = address
+        self.transport.set_peer(node_id, address)
+
+    def _run(self, node: RaftNode) -> None:
+        snapshot = node.log.snapshot
+        if snapshot.data:
+            self.fsm.restore(snapshot.data)
         self.node = node
         self._applied = node.log.applied
         self._last_contact = time.monotonic()
         self._tasks = [asyncio.create_task(self._tick_loop(node)), asyncio.create_task(self._ready_loop(node))]
 
-    async def stop(self) -> None:
+    async def _halt(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    async def stop(self) -> None:
+        await self._halt()
+        self._set_leading(False)
+        if self._own_port and self._port is not None:
+            await self._port.close()
         await self.transport.close()
         stopped = NoLeaderError()
         for _, future in self._proposals.values():
@@ -140,7 +215,11 @@ class RaftServer:
         return await future
 
     def is_leader(self) -> bool:
-        return self.node is not None and self.node.role == Role.LEADER
+        """Leader, and its own-term entry is applied here: its state reflects everything committed before."""
+        return self._leading
+
+    def lease_valid(self) -> bool:
+        return self._leading and self.node is not None and self.node.lease_valid()
 
     def leader_address(self) -> str:
         if self.node is None:
@@ -151,6 +230,52 @@ class RaftServer:
         if self.node is None:
             return []
         return [self.addresses[v] for v in self.node.conf.voters if v in self.addresses]
+
+    def conf(self) -> ConfState:
+        return self.node.conf if self.node is not None else ConfState(())
+
+    def match_index(self, node_id: int) -> int:
+        """How far `node_id`'s log is known to match the leader's (leader only; 0 when unknown)."""
+        node = self.node
+        if node is None or node.role != Role.LEADER:
+            return 0
+        progress = node.prs.get(node_id)
+        return progress.match if progress is not None else 0
+
+    def last_index(self) -> int:
+        return self.node.log.last_index() if self.node is not None else 0
+
+    async def change_membership(self, change: ConfChange) -> None:
+        """Propose a single-server change and wait until it is applied; RetryableError when not leader now."""
+        node = self._running()
+        if node.role != Role.LEADER:
+            raise self._not_leader()
+        index = node.propose_conf_change(change)
+        if index == 0:
+            raise RetryableError("a configuration change is already in progress")
+        self._wake.set()
+        await self.wait_applied(index)
+
+    async def transfer_leadership(self, to: int) -> bool:
+        """Ask the leader to hand over to `to`; True once `to` leads (within two election timeouts)."""
+        node = self._running()
+        if not node.transfer_leadership(to):
+            return False
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * 2 * ELECTION_TICKS * self.tick_interval
+        while loop.time() < deadline:
+            if self.node is not None and self.node.lead == to:
+                return True
+            await asyncio.sleep(self.tick_interval / 2)
+        return False
+
+    async def wait_applied(self, index: int) -> None:
+        if self._applied >= index:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, waiter))
+        await waiter
 
     def last_contact_ms(self) -> int:
         if self.is_leader():
@@ -181,13 +306,9 @@ class RaftServer:
             raise NoLeaderError() from None
         finally:
             self._reads.pop(context, None)
-        if self._applied >= index:
-            return
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._applied_waiters.append((index, waiter))
         try:
             async with asyncio.timeout(patience):
-                await waiter
+                await self.wait_applied(index)
         except TimeoutError:
             raise NoLeaderError() from None
 
@@ -202,15 +323,9 @@ class RaftServer:
         address = self.leader_address()
         return NotLeaderError(address) if address else NoLeaderError()
 
-    def _restore_node(self, storage: RaftStorage) -> RaftNode:
-        """A node from the newest snapshot and the WAL; an empty directory is bootstrapped with `voters`."""
-        snapshot = storage.snapshots.latest()
-        if snapshot is None:
-            snapshot = Snapshot(0, 0, ConfState(tuple(sorted(self.addresses))))
-            try:
-                storage.snapshots.save(snapshot.index, snapshot.term, snapshot.conf, snapshot.data)
-            except OSError as err:
-                raise FatalStorageError(f"Raft bootstrap snapshot could not be saved: {err}") from err
+    def _load_node(self, storage: RaftStorage) -> RaftNode:
+        """A node from the newest snapshot and the WAL (an empty directory gives a node with no configuration)."""
+        snapshot = storage.snapshots.latest() or Snapshot(0, 0, ConfState(()))
         wal = storage.wal
         lo = max(wal.first_index, snapshot.index + 1)
         entries = wal.entries(lo, wal.last_index + 1) if lo <= wal.last_index else []
@@ -222,8 +337,7 @@ class RaftServer:
         node = self.node
         if node is None or message.to != self.id or not self._tasks:
             return
-        if message.type == MsgType.SNAPSHOT and (message.snapshot is None or message.snapshot.data):
-            log.warning("raft: ignoring a snapshot with FSM data from %d: installing one is not supported", message.frm)
+        if message.type == MsgType.SNAPSHOT and message.snapshot is None:
             return
         node.step(message)
         if message.frm == node.lead and message.type in (MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT):
@@ -249,6 +363,45 @@ class RaftServer:
                     self.transport.send(message)
                 self._apply(rd)
                 node.advance(rd)
+                self._track_leadership(node, rd)
+            if node.log.applied - node.log.snapshot.index >= self.snapshot_threshold:
+                await self._compact(node)
+
+    def _track_leadership(self, node: RaftNode, rd: Ready) -> None:
+        """Leadership counts from when this leader's first entry of its term is applied here."""
+        if rd.role != Role.LEADER:
+            self._lead_index = 0
+            self._set_leading(False)
+            return
+        if not self._lead_index:
+            self._lead_index = node.log.last_index()
+        self._set_leading(self._applied >= self._lead_index)
+
+    def _set_leading(self, leading: bool) -> None:
+        if leading == self._leading:
+            return
+        self._leading = leading
+        log.info("raft: %s", "this server is now the leader" if leading else "this server is no longer the leader")
+        if self.on_leadership is not None:
+            self.on_leadership(leading)
+
+    async def _compact(self, node: RaftNode) -> None:
+        """Snapshot the FSM at the applied index, persist it, then drop the log it covers."""
+        index = node.log.applied
+        node.compact(index, self.fsm.snapshot())
+        snapshot = node.log.snapshot
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._save_compaction, snapshot)
+        log.info("raft: snapshot taken at index %d; log compacted", index)
+
+    def _save_compaction(self, snap: Snapshot) -> None:
+        storage = self.storage
+        assert storage is not None
+        try:
+            storage.snapshots.save(snap.index, snap.term, snap.conf, snap.data)
+        except OSError as err:
+            raise FatalStorageError(f"Raft snapshot {snap.index} could not be saved: {err}") from err
+        if storage.wal.first_index <= snap.index + 1 <= storage.wal.last_index + 1:
+            storage.wal.truncate_prefix(snap.index + 1)
 
     def _persist(self, rd: Ready) -> None:
         """Make a Ready's snapshot, entries and hard state durable (runs in the WAL worker thread)."""
@@ -265,6 +418,13 @@ class RaftServer:
             storage.wal.append(list(rd.entries), rd.hard_state)
 
     def _apply(self, rd: Ready) -> None:
+        if rd.snapshot is not None and rd.snapshot.data:
+            self.fsm.restore(rd.snapshot.data)
+            self._applied = rd.snapshot.index
+            for index in [i for i in self._proposals if i <= self._applied]:
+                _, future = self._proposals.pop(index)
+                if not future.done():
+                    future.set_exception(LeadershipLostError())
         for entry in rd.committed_entries:
             result: Any = None
             if entry.type == EntryType.NORMAL and entry.data:

@@ -1,7 +1,8 @@
 """asyncio TCP transport for Raft messages on the server port: length-prefixed msgpack frames, one outbound
-connection per peer (reconnecting, bounded queue that drops when full: Raft retransmits) and an inbound
-server handing decoded `Message`s to a callback. Bad or oversize frames close the connection and are counted.
-Imports: stdlib, consulpy.codec, consulpy.raft.messages.
+connection per peer (reconnecting, bounded queue that drops when full: Raft retransmits; its first byte marks
+it as a Raft stream for the server port's dispatcher) and an inbound stream handler handing decoded
+`Message`s to a callback. Bad or oversize frames close the connection and are counted.
+Imports: stdlib, consulpy.codec, consulpy.raft.messages, consulpy.server.rpc (framing).
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 from collections import Counter
 from collections.abc import Callable
 
 from consulpy.codec import CodecError, decode, encode
 from consulpy.raft.messages import Message
+from consulpy.server.rpc import RPC_RAFT, frame, read_frame
 
 MAX_FRAME = 64 * 1024 * 1024
 QUEUE_SIZE = 1024
-_LENGTH = struct.Struct(">I")
 _CONNECT_TIMEOUT = 1.0
 _WRITE_TIMEOUT = 5.0
 _BACKOFF_MIN = 0.05
@@ -49,6 +49,7 @@ class _Peer:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
                     _, writer = await asyncio.open_connection(host, port)
+                writer.write(bytes((RPC_RAFT,)))
             except (TimeoutError, OSError):
                 self.transport.stats["connect_failures"] += 1
                 await asyncio.sleep(backoff)
@@ -76,30 +77,32 @@ class _Peer:
 
 
 class RaftTransport:
-    """Sends `Message`s to peers by id and receives them on (host, port); `stats` counts drops and failures."""
+    """Sends `Message`s to peers by id; `handle_stream` receives them; `stats` counts drops and failures."""
 
     def __init__(
         self,
-        bind: tuple[str, int],
         peers: dict[int, str],
         on_message: Callable[[Message], None],
         max_frame: int = MAX_FRAME,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
-        self.bind = bind
         self.peers = dict(peers)
         self.on_message = on_message
         self.max_frame = max_frame
         self.queue_size = queue_size
         self.stats: Counter[str] = Counter()
         self._out: dict[int, _Peer] = {}
-        self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> None:
-        host, port = self.bind
-        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+    def set_peer(self, peer: int, address: str) -> None:
+        """Learn or change a peer's address; an open connection to an old address is dropped."""
+        if self.peers.get(peer) == address:
+            return
+        self.peers[peer] = address
+        old = self._out.pop(peer, None)
+        if old is not None:
+            old.task.cancel()
 
     def send(self, message: Message) -> None:
         """Queue `message` for its peer; never blocks. Dropped (and counted) when unknown, oversize or queue full."""
@@ -115,13 +118,11 @@ class RaftTransport:
         if peer is None:
             peer = self._out[message.to] = _Peer(self, address)
         try:
-            peer.queue.put_nowait(_LENGTH.pack(len(payload)) + payload)
+            peer.queue.put_nowait(frame(payload))
         except asyncio.QueueFull:
             self.stats["dropped_queue_full"] += 1
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
         for writer in list(self._writers):
             writer.close()
         outbound = [peer.task for peer in self._out.values()]
@@ -133,11 +134,9 @@ class RaftTransport:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*done, *pending, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
         self._out.clear()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._inbound.add(task)
@@ -153,11 +152,10 @@ class RaftTransport:
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         while True:
-            (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
-            if length > self.max_frame:
+            payload = await read_frame(reader, self.max_frame)
+            if payload is None:
                 self.stats["oversize_frames"] += 1
                 return
-            payload = await reader.readexactly(length)
             try:
                 message = decode(payload)
             except CodecError:

@@ -20,6 +20,7 @@ from consulpy.raft.messages import Message, MsgType
 from consulpy.raft.server import NotLeaderError, RaftServer
 from consulpy.raft.transport import RaftTransport
 from consulpy.server.consensus import NoLeaderError
+from consulpy.server.rpc import RPC_RAFT, ServerPort
 from consulpy.state import KVOp, StateStore
 from tests.agentproc import LoopbackBlocks, port_free
 
@@ -47,6 +48,7 @@ class Cluster:
         server = RaftServer(node_id, self.voters[node_id], self.voters, str(self.tmp / f"n{node_id}"),
                             FSM(StateStore()), random.Random(self.rng.random()), raft_multiplier=1)
         await server.start()
+        await server.bootstrap(self.voters)
         self.servers[node_id] = server
         return server
 
@@ -179,14 +181,16 @@ def test_transport_drops_bad_and_oversize_frames() -> None:
     async def main() -> None:
         host = f"{raft_block()}.2"
         got: list[Message] = []
-        transport = RaftTransport((host, PORT), {}, got.append, max_frame=1024)
-        sender = RaftTransport((f"{host[:-2]}.3", PORT), {1: f"{host}:{PORT}"}, lambda m: None)
-        await transport.start()
+        transport = RaftTransport({}, got.append, max_frame=1024)
+        port = ServerPort((host, PORT))
+        port.handle(RPC_RAFT, transport.handle_stream)
+        sender = RaftTransport({1: f"{host}:{PORT}"}, lambda m: None)
+        await port.start()
         try:
             for frame in (struct.pack(">I", 5000) + b"x" * 10, struct.pack(">I", 3) + b"\xc1\xc1\xc1",
                           struct.pack(">I", 1) + b"\x01"):
                 reader, writer = await asyncio.open_connection(host, PORT)
-                writer.write(frame)
+                writer.write(bytes((RPC_RAFT,)) + frame)
                 await writer.drain()
                 assert await asyncio.wait_for(reader.read(), 2) == b""
                 writer.close()
@@ -200,6 +204,7 @@ def test_transport_drops_bad_and_oversize_frames() -> None:
         finally:
             await sender.close()
             await transport.close()
+            await port.close()
 
     asyncio.run(asyncio.wait_for(main(), 10))
 
@@ -207,7 +212,7 @@ def test_transport_drops_bad_and_oversize_frames() -> None:
 def test_transport_drops_when_the_peer_queue_is_full() -> None:
     async def main() -> None:
         prefix = raft_block()
-        sender = RaftTransport((f"{prefix}.3", PORT), {1: f"{prefix}.2:{PORT}"}, lambda m: None, queue_size=2)
+        sender = RaftTransport({1: f"{prefix}.2:{PORT}"}, lambda m: None, queue_size=2)
         try:
             for term in range(5):
                 sender.send(Message(MsgType.HEARTBEAT, 1, 2, term))
