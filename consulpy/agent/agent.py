@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import uuid
+from typing import Any
 
 from consulpy import CONSUL_VERSION
 from consulpy.agent.ae import AntiEntropy, sync_interval
@@ -20,6 +22,7 @@ from consulpy.agent.local import LocalOptions, LocalState
 from consulpy.agent.logs import set_level
 from consulpy.dns.server import DNSServer
 from consulpy.endpoints.catalog import Catalog, Health
+from consulpy.endpoints.forward import LeaderForwarder
 from consulpy.endpoints.kvs import KVS
 from consulpy.endpoints.query import ServerContext
 from consulpy.endpoints.session import Sessions
@@ -27,8 +30,11 @@ from consulpy.endpoints.txn import Txn
 from consulpy.fsm import FSM
 from consulpy.http.routes import all_routes
 from consulpy.http.server import HTTPServer
-from consulpy.server.consensus import SingleNode
+from consulpy.raft.server import RaftServer
+from consulpy.server.cluster import ServerCluster, ServerInfo, join_targets, raft_id
+from consulpy.server.consensus import Consensus, SingleNode
 from consulpy.server.leader import LeaderDuties, Member
+from consulpy.server.rpc import RPCClient, ServerPort
 from consulpy.server.session_timers import SessionTimers
 from consulpy.state import Node, StateStore
 
@@ -42,6 +48,10 @@ def advertise_address(config: RuntimeConfig) -> str:
     if config.bind_addr and config.bind_addr not in ("0.0.0.0", "::"):
         return config.bind_addr
     return "127.0.0.1"
+
+
+def bind_address(config: RuntimeConfig) -> str:
+    return config.bind_addr or "0.0.0.0"
 
 
 def load_node_id(config: RuntimeConfig) -> str:
@@ -77,7 +87,23 @@ class Agent:
         self.address = advertise_address(config)
         self.store = StateStore()
         self.fsm = FSM(self.store)
-        self.consensus = SingleNode(self.fsm, f"{self.address}:{config.ports.server}", self.node_name, self.node_id)
+        self.rpc_address = f"{self.address}:{config.ports.server}"
+        self.rpc_port: ServerPort | None = None
+        self.rpc_client: RPCClient | None = None
+        self.raft: RaftServer | None = None
+        self.cluster: ServerCluster | None = None
+        self.consensus: Consensus
+        if config.dev:
+            self.consensus = SingleNode(self.fsm, self.rpc_address, self.node_name, self.node_id)
+        else:
+            self.rpc_port = ServerPort((bind_address(config), config.ports.server))
+            self.rpc_client = RPCClient()
+            assert config.data_dir is not None
+            self.raft = RaftServer(raft_id(self.node_id), self.rpc_address, {}, config.data_dir, self.fsm,
+                                   random.Random(), config.raft_multiplier, config.raft_snapshot_threshold,
+                                   port=self.rpc_port)
+            self.raft.on_leadership = self._on_leadership
+            self.consensus = self.raft
         self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
                                     config.default_query_time, config.max_query_time)
         self.catalog = Catalog(self.server)
@@ -91,6 +117,16 @@ class Agent:
         self.sessions = Sessions(self.server, self.session_timers, config.session_ttl_min)
         self.txn = Txn(self.server, self.kvs)
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
+        if self.raft is not None:
+            assert self.rpc_port is not None and self.rpc_client is not None and config.data_dir is not None
+            self.server.router = LeaderForwarder(self.consensus, self.rpc_client, self.rpc_address,
+                                                 config.rpc_hold_timeout, self.server)
+            self.cluster = ServerCluster(self.server_info(), self.raft, self.rpc_client,
+                                         join_targets(config.retry_join, config.ports.server),
+                                         bootstrap=config.bootstrap, bootstrap_expect=config.bootstrap_expect,
+                                         data_dir=config.data_dir, leader=self.leader,
+                                         node_record=self.server_node_record)
+            self._register_rpc(self.rpc_port, self.cluster)
         self.http = HTTPServer(self, all_routes())
         self.dns = DNSServer(self)
         self.stopped = asyncio.Event()
@@ -103,6 +139,37 @@ class Agent:
                     tagged_addresses={"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
                     meta=meta)
 
+    def server_info(self) -> ServerInfo:
+        return ServerInfo(self.node_name, self.node_id, self.rpc_address, self.datacenter,
+                          self.config.bootstrap_expect, CONSUL_VERSION, tuple(sorted(self.config.node_meta.items())))
+
+    def server_node_record(self, info: ServerInfo) -> Node:
+        """Another server's node as the catalog should hold it (this agent's own comes from `node_record`)."""
+        if info.node_id == self.node_id:
+            return self.node_record()
+        meta = {"consul-network-segment": "", "consul-version": info.version, **dict(info.node_meta)}
+        ip = info.ip
+        return Node(id=info.node_id, node=info.name, address=ip, datacenter=info.datacenter,
+                    tagged_addresses={"lan": ip, "lan_ipv4": ip, "wan": ip, "wan_ipv4": ip}, meta=meta)
+
+    def _register_rpc(self, port: ServerPort, cluster: ServerCluster) -> None:
+        """Expose every routed endpoint method on the server port under its RPC name."""
+        for endpoint in (self.catalog, self.health, self.kvs, self.sessions, self.txn):
+            for attribute in dir(endpoint):
+                method: Any = getattr(endpoint, attribute)
+                name = getattr(method, "rpc_method", None)
+                if name:
+                    port.register(name, method)
+        port.register("Server.Exchange", cluster.exchange)
+
+    def _on_leadership(self, leading: bool) -> None:
+        if leading:
+            self.session_timers.start()
+            if self.cluster is not None:
+                self.cluster.wake()
+        else:
+            self.session_timers.stop()
+
     def self_member(self) -> Member:
         return Member(name=self.node_name, node_id=self.node_id, address=self.address,
                       server=self.config.server, server_port=self.config.ports.server)
@@ -111,11 +178,17 @@ class Agent:
         return list(self.config.client_addr) or ["127.0.0.1"]
 
     async def start(self) -> None:
-        await self.leader.reconcile_member(self.self_member(), self.node_record())
+        if self.raft is None:
+            await self.leader.reconcile_member(self.self_member(), self.node_record())
+            self.session_timers.start()
+        else:
+            assert self.rpc_port is not None and self.cluster is not None
+            await self.rpc_port.start()
+            await self.raft.start()
+            await self.cluster.start()
         self.local.start()
         self.local.load_config(self.config)
         self.ae.start()
-        self.session_timers.start()
         if self.config.ports.http > 0:
             await self.http.start(self.client_hosts(), self.config.ports.http)
         await self.dns.start()
@@ -156,4 +229,12 @@ class Agent:
         self.session_timers.stop()
         await self.dns.stop()
         await self.http.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        if self.raft is not None:
+            await self.raft.stop()
+        if self.rpc_port is not None:
+            await self.rpc_port.close()
+        if self.rpc_client is not None:
+            await self.rpc_client.close()
         self.stopped.set()

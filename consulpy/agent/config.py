@@ -454,6 +454,8 @@ class RuntimeConfig:
     limits: Limits = field(default_factory=Limits)
     raft_multiplier: int = 5
     raft_protocol: int = 3
+    raft_snapshot_threshold: int = 16384
+    rpc_hold_timeout: int = 7 * 10**9
     protocol: int = 2
     leave_on_terminate: bool = True
     skip_leave_on_interrupt: bool = False
@@ -1242,6 +1244,8 @@ def _build(tree: dict[str, Any], dev: bool, warnings: list[str], require_data_di
                       http_max_conns_per_client=t.get("limits.http_max_conns_per_client", 0),
                       rpc_max_conns_per_client=t.get("limits.rpc_max_conns_per_client", 0)),
         raft_multiplier=raft_multiplier, raft_protocol=t.get("raft_protocol", 0), protocol=t.get("protocol", 0),
+        raft_snapshot_threshold=t.get("raft_snapshot_threshold", 0) or 16384,
+        rpc_hold_timeout=t.dur("performance.rpc_hold_timeout"),
         leave_on_terminate=t.get("leave_on_terminate", not server),
         skip_leave_on_interrupt=t.get("skip_leave_on_interrupt", server),
         session_ttl_min=t.dur("session_ttl_min"),

@@ -54,10 +54,10 @@ def raise_fd_limit() -> None:
 
 
 def check_supported(config: RuntimeConfig) -> None:
-    """Modes that need replication or gossip refuse to start rather than run without durability."""
-    if not config.dev:
-        raise ConfigError("only -dev agents are available in this build: durable servers arrive with "
-                          "Raft and client agents with gossip")
+    """Client agents need gossip to find servers; until it exists they refuse to start."""
+    if not config.dev and not config.server:
+        raise ConfigError("client agents are not available in this build yet: run -server or -dev "
+                          "(client agents arrive with gossip)")
 
 
 async def serve(agent: Agent) -> int:

@@ -5,7 +5,7 @@ Imports: stdlib, consulpy.endpoints.query, consulpy.fsm, consulpy.state.
 
 from __future__ import annotations
 
-from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext
+from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.state import CHECK_STATUSES, PASSING, HealthCheck, Node, NodeService, StateError, WatchSet
 
@@ -28,6 +28,7 @@ class Catalog:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
+    @rpc_endpoint("Catalog.Register")
     async def register(self, req: RegisterRequest) -> bool:
         if not req.node.node:
             raise StateError("Must provide node")
@@ -43,6 +44,7 @@ class Catalog:
             raise result
         return True
 
+    @rpc_endpoint("Catalog.Deregister")
     async def deregister(self, req: DeregisterRequest) -> bool:
         if not req.node:
             raise StateError("Must provide node")
@@ -54,6 +56,7 @@ class Catalog:
     def datacenters(self) -> list[str]:
         return [self.ctx.datacenter]
 
+    @rpc_endpoint("Catalog.ListNodes", read=True)
     async def list_nodes(self, opts: QueryOptions, node_meta: dict[str, str]) -> tuple[QueryMeta, list[Node]]:
         def query(ws: WatchSet) -> tuple[int, list[Node]]:
             index, nodes = self.ctx.store.nodes(ws)
@@ -61,6 +64,7 @@ class Catalog:
 
         return await self.ctx.blocking(opts, query)
 
+    @rpc_endpoint("Catalog.ListServices", read=True)
     async def list_services(self, opts: QueryOptions, node_meta: dict[str, str]
                             ) -> tuple[QueryMeta, list[ServiceInstance]]:
         def query(ws: WatchSet) -> tuple[int, list[ServiceInstance]]:
@@ -69,6 +73,7 @@ class Catalog:
 
         return await self.ctx.blocking(opts, query)
 
+    @rpc_endpoint("Catalog.ServiceNodes", read=True)
     async def service_nodes(self, opts: QueryOptions, name: str, tags: list[str], node_meta: dict[str, str]
                             ) -> tuple[QueryMeta, list[ServiceInstance]]:
         def query(ws: WatchSet) -> tuple[int, list[ServiceInstance]]:
@@ -77,6 +82,7 @@ class Catalog:
 
         return await self.ctx.blocking(opts, query)
 
+    @rpc_endpoint("Catalog.NodeServices", read=True)
     async def node_services(self, opts: QueryOptions, node: str
                             ) -> tuple[QueryMeta, tuple[Node | None, list[NodeService]]]:
         def query(ws: WatchSet) -> tuple[int, tuple[Node | None, list[NodeService]]]:
@@ -92,14 +98,17 @@ class Health:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
 
+    @rpc_endpoint("Health.NodeChecks", read=True)
     async def node_checks(self, opts: QueryOptions, node: str) -> tuple[QueryMeta, list[HealthCheck]]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.node_checks(node, ws))
 
+    @rpc_endpoint("Health.ServiceChecks", read=True)
     async def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str]
                              ) -> tuple[QueryMeta, list[HealthCheck]]:
         return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
             self.ctx.store.service_checks(service, ws), node_meta))
 
+    @rpc_endpoint("Health.ChecksInState", read=True)
     async def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str]
                               ) -> tuple[QueryMeta, list[HealthCheck]]:
         return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
@@ -114,6 +123,7 @@ class Health:
             checks = [c for c in checks if _meta_matches(store.get_node(c.node) or _NO_NODE, node_meta)]
         return index, checks
 
+    @rpc_endpoint("Health.ServiceNodes", read=True)
     async def service_nodes(self, opts: QueryOptions, service: str, tags: list[str], passing: bool,
                             node_meta: dict[str, str]) -> tuple[QueryMeta, list[CheckedInstance]]:
         def query(ws: WatchSet) -> tuple[int, list[CheckedInstance]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext
+from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import KVSRequest
 from consulpy.state import DirEntry, KVOp, StateError, WatchSet
 
@@ -34,6 +34,7 @@ class KVS:
             return False
         return True
 
+    @rpc_endpoint("KVS.Apply")
     async def apply(self, op: KVOp) -> bool:
         """Propose one KV write; the result is Consul's true/false (false: CAS miss, lock held, lock-delay)."""
         if not self.pre_apply(op):
@@ -43,12 +44,15 @@ class KVS:
             raise StateError(f"raft apply failed: {result}")
         return bool(result)
 
+    @rpc_endpoint("KVS.Get", read=True)
     async def get(self, opts: QueryOptions, key: str) -> tuple[QueryMeta, DirEntry | None]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.kv_get(key, ws))
 
+    @rpc_endpoint("KVS.List", read=True)
     async def list_entries(self, opts: QueryOptions, prefix: str) -> tuple[QueryMeta, list[DirEntry]]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.kv_list(prefix, ws))
 
+    @rpc_endpoint("KVS.ListKeys", read=True)
     async def list_keys(self, opts: QueryOptions, prefix: str, separator: str) -> tuple[QueryMeta, list[str]]:
         def query(ws: WatchSet) -> tuple[int, list[str]]:
             return self.ctx.store.kv_keys(prefix, separator, ws)

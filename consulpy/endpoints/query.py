@@ -1,29 +1,35 @@
-"""Query options and metadata shared by every read endpoint, and the blocking-query loop.
+"""Query options and metadata shared by every read endpoint, the blocking-query loop, and `rpc_endpoint`.
 
 A blocking read runs its query, and while the result's index is not past the client's `index`, parks
 on the watch set of what it read until a commit touches it or the wait (plus jitter) runs out.
-Imports: stdlib, consulpy.state, consulpy.server.consensus.
+`@rpc_endpoint("KVS.Get", read=True)` names an endpoint method as Consul's RPC; the server context's router
+runs it here or forwards it to the leader (stale reads stay local). Imports: stdlib, consulpy.codec,
+consulpy.state, consulpy.server.consensus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
+from consulpy.codec import wire
 from consulpy.duration import SECOND
 from consulpy.server.consensus import Consensus, NoLeaderError
 from consulpy.state import StateStore, WatchSet
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 DEFAULT_QUERY_TIME = 300 * SECOND
 MAX_QUERY_TIME = 600 * SECOND
 JITTER_FRACTION = 16
 
 
+@wire(30)
 @dataclass(slots=True)
 class QueryOptions:
     """What a read asked for: blocking, consistency, and the datacenter."""
@@ -35,6 +41,7 @@ class QueryOptions:
     token: str = ""
 
 
+@wire(31)
 @dataclass(slots=True)
 class QueryMeta:
     """What a read reports back in X-Consul-* headers."""
@@ -45,9 +52,16 @@ class QueryMeta:
     consistency: str = "leader"
 
 
+class Router(Protocol):
+    """Decides where an RPC runs: here (`local`) or on the leader (forwarded by name with `args`)."""
+
+    async def route(self, method: str, opts: QueryOptions | None, args: tuple[Any, ...],
+                    local: Callable[[], Awaitable[T]]) -> T: ...
+
+
 @dataclass(slots=True)
 class ServerContext:
-    """What every endpoint works with."""
+    """What every endpoint works with. Without a router (dev mode) every RPC runs here."""
 
     store: StateStore
     consensus: Consensus
@@ -55,20 +69,29 @@ class ServerContext:
     node_name: str
     default_query_time_ns: int = DEFAULT_QUERY_TIME
     max_query_time_ns: int = MAX_QUERY_TIME
+    router: Router | None = None
+
+    async def route(self, method: str, opts: QueryOptions | None, args: tuple[Any, ...],
+                    local: Callable[[], Awaitable[T]]) -> T:
+        if self.router is None or (opts is not None and opts.consistency == "stale"):
+            return await local()
+        return await self.router.route(method, opts, args, local)
 
     async def prepare_read(self, opts: QueryOptions) -> QueryMeta:
-        """Check the read can be served here in its consistency mode; return the headers' values."""
+        """Check the read can be served here in its consistency mode; return the headers' values.
+
+        Default reads are served by a leader holding its lease (else after a ReadIndex round);
+        `consistent` reads always confirm leadership with a ReadIndex round first.
+        """
         consensus = self.consensus
-        leader = consensus.leader_address()
         if opts.consistency == "stale":
-            return QueryMeta(known_leader=bool(leader), last_contact_ms=consensus.last_contact_ms(),
-                             consistency="stale")
+            return QueryMeta(known_leader=bool(consensus.leader_address()),
+                             last_contact_ms=consensus.last_contact_ms(), consistency="stale")
         if not consensus.is_leader():
             raise NoLeaderError()
-        if opts.consistency == "consistent":
+        if opts.consistency == "consistent" or not consensus.lease_valid():
             await consensus.read_barrier()
-            return QueryMeta(consistency="consistent")
-        return QueryMeta(consistency="leader")
+        return QueryMeta(consistency="consistent" if opts.consistency == "consistent" else "leader")
 
     def wait_seconds(self, opts: QueryOptions) -> float:
         """The wait for a blocking query: default when unset, capped, plus up to wait/16 jitter, capped."""
@@ -113,3 +136,24 @@ class ServerContext:
         finally:
             timer.cancel()
             self.store.unwatch(waiter)
+
+
+def rpc_endpoint(method: str, *, read: bool = False
+                 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Name an endpoint method as Consul's RPC `method`; a read takes its QueryOptions first.
+
+    The decorated method is routed by its endpoint's `ctx`; `rpc_method` on it names it for the RPC server.
+    """
+
+    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(fn)
+        async def routed(*args: P.args, **kwargs: P.kwargs) -> T:
+            endpoint, call_args = args[0], args[1:]
+            opts = call_args[0] if read else None
+            ctx: ServerContext = endpoint.ctx  # type: ignore[attr-defined]
+            return await ctx.route(method, opts, call_args, lambda: fn(*args, **kwargs))  # type: ignore[arg-type]
+
+        routed.rpc_method = method  # type: ignore[attr-defined]
+        return routed
+
+    return decorate

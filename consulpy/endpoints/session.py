@@ -10,7 +10,7 @@ import uuid
 from dataclasses import replace
 
 from consulpy.duration import HOUR, DurationError, format_duration, parse_duration
-from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext
+from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import SessionRequest
 from consulpy.server.consensus import NoLeaderError
 from consulpy.server.session_timers import SessionTimers
@@ -45,6 +45,7 @@ class Sessions:
                                  f"[{format_duration(self.ttl_min_ns)}={format_duration(SESSION_TTL_MAX)}]")
         return replace(session, behavior=behavior)
 
+    @rpc_endpoint("Session.Create")
     async def create(self, session: Session) -> str:
         """Validate, give the session a fresh ID, propose it; arms its TTL timer. Returns the ID."""
         session = self.validate(session)
@@ -58,6 +59,7 @@ class Sessions:
         self.timers.reset(session)
         return session_id
 
+    @rpc_endpoint("Session.Destroy")
     async def destroy(self, session_id: str) -> None:
         """Destroy a session (an unknown ID is a no-op) and drop its TTL timer."""
         if not session_id:
@@ -69,6 +71,7 @@ class Sessions:
         if isinstance(result, Exception):
             raise StateError(f"apply failed: {result}")
 
+    @rpc_endpoint("Session.Renew")
     async def renew(self, session_id: str) -> Session | None:
         """Reset the session's TTL timer (a leader duty); None when the session does not exist."""
         if not self.ctx.consensus.is_leader():
@@ -78,11 +81,14 @@ class Sessions:
             self.timers.reset(session)
         return session
 
+    @rpc_endpoint("Session.Get", read=True)
     async def get(self, opts: QueryOptions, session_id: str) -> tuple[QueryMeta, Session | None]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.session_get(session_id, ws))
 
+    @rpc_endpoint("Session.List", read=True)
     async def list_sessions(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.session_list(ws))
 
+    @rpc_endpoint("Session.NodeSessions", read=True)
     async def node_sessions(self, opts: QueryOptions, node: str) -> tuple[QueryMeta, list[Session]]:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.node_sessions(node, ws))

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from consulpy.codec import wire
 from consulpy.endpoints.kvs import KVS
-from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext
+from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import TxnOutcome, TxnRequest
 from consulpy.state import DirEntry, KVOp, StateError
 from consulpy.state.kv_ops import WRITE_VERBS, go_quote
 
 
+@wire(32)
 @dataclass(slots=True, frozen=True)
 class TxnResponse:
     """Results on commit, or errors as (op position, reason) when the transaction was rolled back."""
@@ -47,6 +49,7 @@ class Txn:
                 errors.append((position, str(exc)))
         return tuple(errors)
 
+    @rpc_endpoint("Txn.Apply")
     async def apply(self, ops: Sequence[KVOp]) -> TxnResponse:
         errors = self._pre_check(ops)
         if errors:
@@ -57,6 +60,7 @@ class Txn:
         assert isinstance(outcome, TxnOutcome)
         return TxnResponse(outcome.results, outcome.errors)
 
+    @rpc_endpoint("Txn.Read", read=True)
     async def read(self, opts: QueryOptions, ops: Sequence[KVOp]) -> tuple[QueryMeta, TxnResponse]:
         meta = await self.ctx.prepare_read(opts)
         errors = self._pre_check(ops)

@@ -24,6 +24,7 @@ from consulpy.endpoints.query import QueryMeta
 from consulpy.filter import FilterError, compile_filter
 from consulpy.http.errors import HTTPError
 from consulpy.server.consensus import NoLeaderError
+from consulpy.server.rpc import RPCError
 from consulpy.state import StateError
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class HTTPServer:
             result = await route.handler(request, self.agent, tail)
         except HTTPError as exc:
             return self._error(request, exc)
-        except NoLeaderError as exc:
+        except (NoLeaderError, RPCError) as exc:
             return self._error(request, HTTPError(500, str(exc)))
         except StateError as exc:
             return self._error(request, HTTPError(500, str(exc)))

@@ -34,7 +34,7 @@ from consulpy.raft.messages import (
 )
 from consulpy.raft.storage import FatalStorageError, RaftStorage
 from consulpy.raft.transport import RaftTransport, split_address
-from consulpy.server.consensus import NoLeaderError
+from consulpy.server.consensus import NoLeaderError, OperatorError, RaftPeer
 from consulpy.server.rpc import RPC_RAFT, RetryableError, ServerPort
 
 # One tick is 100 ms x raft_multiplier; an election timeout is 8 to 16 ticks (Consul: 1 s x multiplier, and
@@ -44,7 +44,7 @@ ELECTION_TICKS = 8
 HEARTBEAT_TICKS = 1
 DEFAULT_SNAPSHOT_THRESHOLD = 16384
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("consulpy.agent.server.raft")
 
 
 class NotLeaderError(RetryableError):
@@ -115,6 +115,7 @@ class RaftServer:
         self._last_contact = time.monotonic()
         self._leading = False
         self._lead_index = 0
+        self.names: dict[int, tuple[str, str]] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,11 +152,14 @@ class RaftServer:
         await loop.run_in_executor(self._executor, storage.wal.append, entries,
                                    HardState(term=1, vote=0, commit=len(entries)))
         self._run(await loop.run_in_executor(self._executor, self._load_node, storage))
-        log.info("raft: bootstrapped a cluster of %d servers", len(voters))
+        log.info("bootstrapped a cluster of %d servers", len(voters))
 
-    def set_address(self, node_id: int, address: str) -> None:
+    def set_address(self, node_id: int, address: str, name: str = "", uuid: str = "") -> None:
+        """Learn where server `node_id` is, and the node name and ID the operator API shows for it."""
         self.addresses[node_id] = address
         self.transport.set_peer(node_id, address)
+        if name:
+            self.names[node_id] = (name, uuid)
 
     def _run(self, node: RaftNode) -> None:
         snapshot = node.log.snapshot
@@ -233,6 +237,49 @@ class RaftServer:
 
     def conf(self) -> ConfState:
         return self.node.conf if self.node is not None else ConfState(())
+
+    def configuration(self) -> tuple[int, list[RaftPeer]]:
+        node = self.node
+        if node is None:
+            return 0, []
+        conf_index = node.log.snapshot.index
+        for entry in node.log.entries:
+            if entry.type == EntryType.CONF_CHANGE:
+                conf_index = entry.index
+        peers = []
+        for member in (*node.conf.voters, *node.conf.learners):
+            name, uuid = self.names.get(member, ("", ""))
+            last_index = node.log.last_index() if member == self.id else self.match_index(member)
+            peers.append(RaftPeer(name, uuid, self.addresses.get(member, ""), leader=member == node.lead,
+                                  voter=member in node.conf.voters, last_index=last_index))
+        return conf_index, peers
+
+    def _member_by(self, peer_id: str, address: str) -> int:
+        for member in (*self.conf().voters, *self.conf().learners):
+            if (peer_id and self.names.get(member, ("", ""))[1] == peer_id) or (
+                    address and self.addresses.get(member) == address):
+                return member
+        if peer_id:
+            raise OperatorError(f'id "{peer_id}" was not found in the Raft configuration')
+        raise OperatorError(f'address "{address}" was not found in the Raft configuration')
+
+    async def remove_peer(self, *, peer_id: str = "", address: str = "") -> None:
+        await self.change_membership(ConfChange(ConfChangeType.REMOVE, self._member_by(peer_id, address)))
+
+    async def transfer_leader(self, peer_id: str = "") -> str:
+        node = self._running()
+        if node.role != Role.LEADER:
+            raise self._not_leader()
+        if peer_id:
+            target = self._member_by(peer_id, "")
+        else:
+            others = [v for v in node.conf.voters if v != self.id]
+            if not others:
+                raise OperatorError("cannot find peer to transfer leadership to")
+            target = max(others, key=self.match_index)
+        if not await self.transfer_leadership(target):
+            raise OperatorError("leadership transfer timed out")
+        return self.names.get(target, ("", ""))[1]
 
     def match_index(self, node_id: int) -> int:
         """How far `node_id`'s log is known to match the leader's (leader only; 0 when unknown)."""
@@ -381,7 +428,7 @@ class RaftServer:
         if leading == self._leading:
             return
         self._leading = leading
-        log.info("raft: %s", "this server is now the leader" if leading else "this server is no longer the leader")
+        log.info("%s", "this server is now the leader" if leading else "this server is no longer the leader")
         if self.on_leadership is not None:
             self.on_leadership(leading)
 
@@ -391,7 +438,7 @@ class RaftServer:
         node.compact(index, self.fsm.snapshot())
         snapshot = node.log.snapshot
         await asyncio.get_running_loop().run_in_executor(self._executor, self._save_compaction, snapshot)
-        log.info("raft: snapshot taken at index %d; log compacted", index)
+        log.info("snapshot taken at index %d; log compacted", index)
 
     def _save_compaction(self, snap: Snapshot) -> None:
         storage = self.storage

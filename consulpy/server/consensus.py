@@ -48,6 +48,9 @@ class Consensus(Protocol):
 
     def is_leader(self) -> bool: ...
 
+    def lease_valid(self) -> bool:
+        """True while this leader may serve default reads without a ReadIndex round (its lease holds)."""
+
     def leader_address(self) -> str:
         """The leader's server RPC address (`ip:port`), or "" when there is none."""
 
@@ -84,6 +87,9 @@ class SingleNode:
         return self.fsm.apply(self._index, command)
 
     def is_leader(self) -> bool:
+        return True
+
+    def lease_valid(self) -> bool:
         return True
 
     def leader_address(self) -> str:

@@ -52,6 +52,11 @@ _ERROR_KINDS: dict[str, Callable[[str], Exception]] = {
 }
 
 
+# Everything `RPCClient.call` raises, for callers that treat any failure alike.
+CALL_ERRORS = (OSError, TimeoutError, NotSentError, RetryableError, RPCError, NoLeaderError, StateError,
+               OperatorError, CodecError, ValueError)
+
+
 def error_kind(exc: BaseException) -> str:
     if isinstance(exc, NoLeaderError):
         return "noleader"
