@@ -59,8 +59,16 @@ class TxnRequest:
     ops: tuple[KVOp, ...]
 
 
-Command = RegisterRequest | DeregisterRequest | KVSRequest | SessionRequest | TxnRequest
-COMMAND_TYPES = (RegisterRequest, DeregisterRequest, KVSRequest, SessionRequest, TxnRequest)
+@wire(25)
+@dataclass(slots=True, frozen=True)
+class RestoreRequest:
+    """Snapshot.Restore: replace the whole state with a state image (`consulpy.state.snapshot`)."""
+
+    data: bytes
+
+
+Command = RegisterRequest | DeregisterRequest | KVSRequest | SessionRequest | TxnRequest | RestoreRequest
+COMMAND_TYPES = (RegisterRequest, DeregisterRequest, KVSRequest, SessionRequest, TxnRequest, RestoreRequest)
 
 
 def encode_command(command: Command) -> bytes:

@@ -1,7 +1,8 @@
 """Applies committed commands to the state store, in log order, one index at a time.
 
 `apply` never raises for a refused command: it returns the `StateError` as the result, so a command
-that fails on one replica fails identically on all. Imports: consulpy.state, consulpy.fsm.commands.
+that fails on one replica fails identically on all. `snapshot`/`restore` give Raft the FSM's image for
+log compaction and InstallSnapshot. Imports: stdlib, consulpy.codec, consulpy.state, consulpy.fsm.commands.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from consulpy.codec import CodecError, decode, encode
 from consulpy.fsm.commands import (
     Command,
     DeregisterRequest,
     KVSRequest,
     RegisterRequest,
+    RestoreRequest,
     SessionRequest,
     TxnRequest,
 )
 from consulpy.state import DirEntry, KVOpFailed, StateError, StateStore
+from consulpy.state.snapshot import SnapshotError
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,27 +33,53 @@ class TxnOutcome:
 
 
 class FSM:
-    """The state machine that Raft (or, in dev mode, the agent directly) feeds committed commands."""
+    """The state machine that Raft (or, in dev mode, the agent directly) feeds committed commands.
+
+    The store's indexes (CreateIndex, ModifyIndex, X-Consul-Index) are the Raft index plus `index_offset`,
+    which is 0 until a RestoreRequest. Like hashicorp/raft's user restore, which moves the log to one past the
+    higher of its own last index and the snapshot's, a restore applied at Raft index I happens at store index
+    R = max(I + offset, image's last index + 1), every table and service index is set to R, and the offset
+    becomes R - I. So store indexes never go backwards, commands after the restore get indexes above
+    everything in the image (even one from a cluster further along), and every blocking query on a table or
+    service sees the change. The image's own records keep their CreateIndex/ModifyIndex/LockIndex.
+    """
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
+        self.index_offset = 0
         self._handlers: dict[type, Any] = {
             RegisterRequest: self._register,
             DeregisterRequest: self._deregister,
             KVSRequest: self._kvs,
             SessionRequest: self._session,
             TxnRequest: self._txn,
+            RestoreRequest: self._restore,
         }
 
     def apply(self, index: int, command: Command) -> Any:
-        """Apply one command at `index`; returns its result or the StateError that refused it."""
+        """Apply one command at Raft `index`; returns its result or the StateError that refused it."""
         handler = self._handlers[type(command)]
         try:
-            return handler(index, command)
+            return handler(index + self.index_offset, command)
         except StateError as exc:
             return exc
         finally:
-            self.store.commit(index)
+            self.store.commit(index + self.index_offset)
+
+    def snapshot(self) -> bytes:
+        """The FSM's image: its index offset and the store's image."""
+        return encode((self.index_offset, self.store.snapshot()))
+
+    def restore(self, data: bytes) -> None:
+        """Become exactly the FSM that `snapshot()` imaged (InstallSnapshot, restart); SnapshotError if unsound."""
+        try:
+            offset, image = decode(data)
+        except (CodecError, ValueError, TypeError) as exc:
+            raise SnapshotError(f"not a consulpy FSM image: {exc}") from None
+        if not isinstance(offset, int) or not isinstance(image, bytes):
+            raise SnapshotError("not a consulpy FSM image")
+        self.store.restore(image)
+        self.index_offset = offset
 
     def _register(self, index: int, req: RegisterRequest) -> bool:
         store = self.store
@@ -92,3 +122,10 @@ class FSM:
     def _txn(self, index: int, req: TxnRequest) -> TxnOutcome:
         results, errors = self.store.kv_txn(index, req.ops)
         return TxnOutcome(tuple(results), tuple((pos, str(err)) for pos, err in errors))
+
+    def _restore(self, index: int, req: RestoreRequest) -> bool:
+        self.store.restore(req.data)
+        restored_at = max(index, self.store.last_index + 1)
+        self.index_offset += restored_at - index
+        self.store.touch_all(restored_at)
+        return True

@@ -24,6 +24,7 @@ from consulpy.state.records import (
     NodeService,
     Session,
 )
+from consulpy.state.snapshot import dump, load_into
 
 NodeKey = str  # lower-cased node name
 ServiceKey = tuple[str, str]  # (node key, service id)
@@ -36,6 +37,10 @@ TABLE_CHECKS = "checks"
 TABLE_KVS = "kvs"
 TABLE_TOMBSTONES = "tombstones"
 TABLE_SESSIONS = "sessions"
+
+TABLES = (TABLE_NODES, TABLE_SERVICES, TABLE_CHECKS, TABLE_KVS, TABLE_TOMBSTONES, TABLE_SESSIONS)
+# What a restore keeps: the clock and the watch machinery belong to this process, not to the image.
+_LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending"})
 
 MAX_LOCK_DELAY_NS = 60 * 1_000_000_000  # Consul's structs.MaxLockDelay: a longer lock-delay is cut to this
 
@@ -592,3 +597,30 @@ class StateStore:
         ids = self._sessions_by_node.get(node_name.lower(), ())
         sessions = sorted((self._sessions[i] for i in ids), key=lambda s: s.id)
         return self.table_index(TABLE_SESSIONS), sessions
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> bytes:
+        """A consistent image of every table and index (consulpy.state.snapshot); lock-delays stay out of it."""
+        return dump(self)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole content with an image from `snapshot()`, then wake every parked waiter.
+
+        A bad image raises SnapshotError (a StateError) and leaves the store as it was. Lock-delays are
+        wall-clock state of this process and do not survive a restore.
+        """
+        fresh = StateStore(self._clock)
+        load_into(fresh, data)
+        for name, value in vars(fresh).items():
+            if name not in _LIVE_ATTRIBUTES:
+                setattr(self, name, value)
+        self._pending.update(self._waiters)
+        self.commit(self.last_index)
+
+    def touch_all(self, index: int) -> None:
+        """Record every table and every service as changed at `index` (a restore replaced them all)."""
+        for table in TABLES:
+            self._bump(table, index)
+        for name in list(self._service_index):
+            self._bump_service(name, index)
