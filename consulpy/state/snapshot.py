@@ -417,7 +417,13 @@ def _read_members(payload: _Payload) -> tuple[SnapshotMeta, bytes]:
     image_parts: list[bytes] = []
     sums = b""
     pad = 0
-    while (member := _next_member(payload, pad)) is not None:
+    while True:
+        try:
+            member = _next_member(payload, pad)
+        except _ReadError as exc:
+            raise _ReadError(f"failed reading snapshot: {exc}") from None
+        if member is None:
+            break
         name, size = member
         pad = -size % _BLOCK
         if name not in ("meta.json", "state.bin", "SHA256SUMS"):
