@@ -40,30 +40,14 @@ from consulpy.state import (
 from consulpy.state.snapshot import SnapshotError, SnapshotMeta, write_archive
 from tests.agentproc import AgentProcess
 from tests.test_cli import consul
+from tests.test_state_store import Harness
 
 # --------------------------------------------------------------------------- the store image
 
 
-class Feed:
-    """A store fed through the FSM at increasing Raft indexes, with a clock the test owns."""
-
-    def __init__(self) -> None:
-        self.now = 500.0
-        self.store = StateStore(clock=lambda: self.now)
-        self.fsm = FSM(self.store)
-        self.index = 0
-
-    def apply(self, command: Any) -> Any:
-        self.index += 1
-        return self.fsm.apply(self.index, command)
-
-    def kv(self, verb: str, key: str, value: bytes | None = None, **kw: Any) -> Any:
-        return self.apply(KVSRequest(KVOp(verb, key, value, **kw)))
-
-
-def populated() -> Feed:
+def populated() -> Harness:
     """A store with every kind of record, and the leftovers of updates and deletes (tombstones, moved checks)."""
-    feed = Feed()
+    feed = Harness()
     for name, address in (("Alpha", "10.0.0.1"), ("beta", "10.0.0.2"), ("gamma", "10.0.0.3")):
         feed.apply(RegisterRequest(
             node=Node(id=f"id-{name}", node=name, address=address, datacenter="dc1",
@@ -147,7 +131,7 @@ def test_image_round_trip_keeps_every_value_and_index() -> None:
     assert copy.kv_get("locks/a")[1] == original.kv_get("locks/a")[1]
     assert copy.kv_get("locks/a")[1].lock_index == 1  # type: ignore[union-attr]
     # Restored locks are bound to their sessions: destroying one releases (or deletes) what it holds.
-    feed = Feed()
+    feed = Harness()
     feed.store.restore(original.snapshot())
     feed.index = original.last_index
     feed.apply(SessionRequest("destroy", Session(id="11111111-0000-0000-0000-000000000002", node="beta")))
@@ -159,7 +143,7 @@ def test_image_round_trip_keeps_every_value_and_index() -> None:
 def test_restore_replaces_everything_wakes_every_waiter_and_drops_lock_delays() -> None:
     feed = populated()
     image = feed.store.snapshot()
-    target = Feed()
+    target = Harness()
     target.kv("set", "only-here", b"x")
     target.apply(RegisterRequest(node=Node(id="", node="lonely", address="10.9.9.9")))
     assert target.apply(SessionRequest("create", Session(id="s-delay", node="lonely", node_checks=()))) == "s-delay"
@@ -225,11 +209,11 @@ def test_restore_command_moves_every_index_past_the_raft_index() -> None:
 
 
 def test_restore_of_an_image_from_further_along_continues_above_it() -> None:
-    far = Feed()
+    far = Harness()
     far.index = 5000
     far.kv("set", "from-far", b"v")
     image = far.store.snapshot()
-    fresh = Feed()
+    fresh = Harness()
     fresh.kv("set", "mine", b"m")
     assert fresh.apply(RestoreRequest(image)) is True
     assert fresh.index == 2
@@ -248,7 +232,7 @@ def test_restore_of_an_image_from_further_along_continues_above_it() -> None:
 
 
 def test_snapshot_and_restore_of_10k_keys_and_1k_services_is_fast() -> None:
-    feed = Feed()
+    feed = Harness()
     for node in range(50):
         feed.apply(RegisterRequest(node=Node(id=f"n{node}", node=f"node{node}", address=f"10.0.{node}.1")))
     for number in range(1000):

@@ -31,6 +31,14 @@ def _one_file(call: Call, expected: str = "1") -> str:
     return call.args[0]
 
 
+def _read_snapshot_file(file: str) -> bytes:
+    try:
+        with open(file, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise Fail(f"Error opening snapshot file: {go_os_error('open', file, exc)}") from None
+
+
 # --------------------------------------------------------------------------- save
 
 
@@ -103,11 +111,7 @@ def save(call: Call) -> int:
 def restore(call: Call) -> int:
     file = _one_file(call)
     client = call.client()
-    try:
-        with open(file, "rb") as handle:
-            archive = handle.read()
-    except OSError as exc:
-        raise Fail(f"Error opening snapshot file: {go_os_error('open', file, exc)}") from None
+    archive = _read_snapshot_file(file)
     try:
         client.call("PUT", "/v1/snapshot", body=archive, content_type="application/octet-stream")
     except ApiError as exc:
@@ -180,12 +184,7 @@ def _pretty(info: dict[str, Any]) -> str:
 
 
 def inspect(call: Call) -> int:
-    file = _one_file(call)
-    try:
-        with open(file, "rb") as handle:
-            archive = handle.read()
-    except OSError as exc:
-        raise Fail(f"Error opening snapshot file: {go_os_error('open', file, exc)}") from None
+    archive = _read_snapshot_file(_one_file(call))
     try:
         meta, image = read_archive(archive)
     except SnapshotError as exc:
