@@ -197,9 +197,9 @@ def write_archive(meta: SnapshotMeta, image: bytes) -> bytes:
     for name, data in (("meta.json", meta_json), ("state.bin", image), ("SHA256SUMS", sums)):
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = len(data), 0o600, now
-        parts += [info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"), data, b"\0" * (-len(data) % 512)]
+        parts += [info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"), data, bytes(-len(data) % _BLOCK)]
     # Go's tar writer ends with two zero blocks and no record padding; its gzip writer leaves MTIME at 0.
-    parts.append(b"\0" * 1024)
+    parts.append(bytes(2 * _BLOCK))
     return gzip.compress(b"".join(parts), compresslevel=6, mtime=0)
 
 
