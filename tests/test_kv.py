@@ -175,6 +175,31 @@ def test_recurse_blocking_wakes_on_delete(dev_agent: AgentProcess) -> None:
     assert timed_out.status_code == 200 and index_of(timed_out) == index_of(result["r"])
 
 
+def test_blocking_read_of_nothing_wakes_on_a_write_next_to_it(dev_agent: AgentProcess) -> None:
+    """An empty prefix or missing key answers the KV table index, and a nearby write ends its wait.
+
+    Spring Cloud Consul's config watch blocks on each context in turn, most of them empty
+    (`config/application/`); with a 55 s wait a change to `config/<app>/` would otherwise wait behind them.
+    """
+    kv = f"{dev_agent.http}/v1/kv"
+    requests.put(f"{kv}/config/app/greeting", data=b"hello", timeout=5)
+    for path in ("config/application/?recurse&", "config/application.yml?"):
+        empty = requests.get(f"{kv}/{path}", timeout=5)
+        assert empty.status_code == 404 and empty.content == b""
+        index = index_of(empty)
+        result: dict[str, requests.Response] = {}
+        watcher = threading.Thread(target=lambda path=path, index=index, result=result: result.setdefault(
+            "r", requests.get(f"{kv}/{path}index={index}&wait=30s", timeout=40)))
+        watcher.start()
+        time.sleep(0.3)
+        put_done = time.monotonic()
+        requests.put(f"{kv}/config/app/greeting", data=path.encode(), timeout=5)
+        watcher.join(5)
+        assert not watcher.is_alive() and time.monotonic() - put_done < 2, path
+        assert result["r"].status_code == 404 and result["r"].content == b""
+        assert index_of(result["r"]) > index
+
+
 def test_cas_race_has_exactly_one_winner_per_round(dev_agent: AgentProcess) -> None:
     url = f"{dev_agent.http}/v1/kv/race"
     requests.put(url, data=b"start", timeout=5)

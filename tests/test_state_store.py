@@ -190,6 +190,7 @@ def test_keys_with_separator(h: Harness) -> None:
 
 
 def test_watches_fire_only_for_what_was_read(h: Harness) -> None:
+    h.kv("set", "app/config", b"0")
     key_ws, prefix_ws = WatchSet(), WatchSet()
     h.store.kv_get("app/config", key_ws)
     h.store.kv_list("app/", prefix_ws)
@@ -202,6 +203,19 @@ def test_watches_fire_only_for_what_was_read(h: Harness) -> None:
     assert fired == ["prefix"]
     h.kv("set", "app/config", b"1")
     assert sorted(fired) == ["key", "prefix"]
+
+
+def test_reads_of_nothing_watch_the_table_index_they_report(h: Harness) -> None:
+    h.kv("set", "config/app/greeting", b"hello")
+    key_ws, prefix_ws = WatchSet(), WatchSet()
+    assert h.store.kv_get("config/application.yml", key_ws) == (h.index, None)
+    assert h.store.kv_list("config/application/", prefix_ws) == (h.index, [])
+    fired: list[str] = []
+    h.store.watch(key_ws, lambda: fired.append("key"))
+    h.store.watch(prefix_ws, lambda: fired.append("prefix"))
+    h.kv("set", "config/app/greeting", b"changed")
+    assert sorted(fired) == ["key", "prefix"]
+    assert h.store.kv_list("config/application/")[0] == h.store.kv_get("config/application.yml")[0] == h.index
 
 
 def test_destroy_releases_locks_and_sets_lock_delay(h: Harness) -> None:

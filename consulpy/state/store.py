@@ -498,7 +498,7 @@ class StateStore:
         entry = self._kv.get(key)
         if entry is not None:
             return entry.modify_index, entry
-        return self.table_index(TABLE_KVS, TABLE_TOMBSTONES), None
+        return self._kv_table_index(ws), None
 
     def kv_list(self, prefix: str, ws: WatchSet | None = None) -> tuple[int, list[DirEntry]]:
         """Entries under a prefix; the index counts deletions under it (tombstones) too."""
@@ -511,8 +511,20 @@ class StateStore:
                 break
             index = max(index, self._tombstones[key])
         if index == 0:
-            index = self.table_index(TABLE_KVS, TABLE_TOMBSTONES)
+            index = self._kv_table_index(ws)
         return index, entries
+
+    def _kv_table_index(self, ws: WatchSet | None) -> int:
+        """The index of a KV read that found nothing: the table's, watched as such, so any KV write wakes it.
+
+        Consul's radix-tree watch on the nearest existing node wakes such a query on writes next to the
+        missing key (Spring's config watch blocks on empty contexts in turn and relies on that); waking on
+        every KV write gives the same answers, a little more often.
+        """
+        if ws is not None:
+            ws.add("table", TABLE_KVS)
+            ws.add("table", TABLE_TOMBSTONES)
+        return self.table_index(TABLE_KVS, TABLE_TOMBSTONES)
 
     def kv_keys(self, prefix: str, separator: str, ws: WatchSet | None = None) -> tuple[int, list[str]]:
         index, entries = self.kv_list(prefix, ws)
