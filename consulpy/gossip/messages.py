@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from consulpy.codec import CodecError, decode, wire
 
@@ -123,7 +124,7 @@ PACKET_TYPES: tuple[type, ...] = (Ping, IndirectPing, Ack, Nack, Suspect, Alive,
 COMPOUND_OVERHEAD = 3
 
 
-def _spec(cls: type) -> tuple[tuple[str, type, type | None], ...]:
+def _spec(cls: type) -> tuple[tuple[str, Any, Any], ...]:
     """(field, exact type, element type of a tuple field) for each field of a record."""
     hints = typing.get_type_hints(cls, globalns={**globals(), "Address": str})
     spec = []

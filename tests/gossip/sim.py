@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from consulpy.codec import decode, encode
 from consulpy.gossip import (
@@ -79,7 +80,7 @@ class Sim:
             self.add_member(f"node-{i}", f"10.0.{i // 250}.{i % 250 + 1}:{PORT}")
         if reconnect:
             for m in self.members.values():
-                self._schedule(self.rng.uniform(0, RECONNECT_INTERVAL), lambda m=m: self._reconnect(m))
+                self._schedule(self.rng.uniform(0, RECONNECT_INTERVAL), partial(self._reconnect, m))
 
     # ---- cluster actions ------------------------------------------------------------------------------
 
@@ -99,8 +100,7 @@ class Sim:
         seed = self.members[seed_name].address
         for m in self.members.values():
             if m.name != seed_name:
-                self._schedule(self.now + self.rng.uniform(0, spread), lambda m=m: self._call(m, lambda c: c.join(
-                    [seed], self.now)))
+                self._schedule(self.now + self.rng.uniform(0, spread), partial(self._join, m, seed))
 
     def crash(self, name: str) -> None:
         member = self.members[name]
@@ -120,8 +120,7 @@ class Sim:
 
     def deliver(self, source: str, destination: str, data: bytes) -> None:
         """Hand `destination` a packet as if `source` had sent it (to inject messages)."""
-        src = self.members[source].address
-        self._call(self.members[destination], lambda c: c.receive_packet(src, data, self.now))
+        self._receive(self.members[destination], self.members[source].address, data)
 
     def partition(self, groups: dict[str, int]) -> None:
         self.groups = groups
@@ -181,6 +180,12 @@ class Sim:
             action(member.core)
             self._flush(member)
 
+    def _receive(self, member: SimMember, source: str, data: bytes) -> None:
+        self._call(member, lambda c: c.receive_packet(source, data, self.now))
+
+    def _join(self, member: SimMember, seed_address: str) -> None:
+        self._call(member, lambda c: c.join([seed_address], self.now))
+
     def _latency(self) -> float:
         return self.rng.uniform(*self.delay)
 
@@ -199,8 +204,7 @@ class Sim:
             if self._reachable(member, dst) and self.rng.random() >= self.loss:
                 assert dst is not None
                 self._schedule(self.now + self._latency() + dst.lag,
-                               lambda dst=dst, src=member.address, data=packet.data: self._call(
-                                   dst, lambda c: c.receive_packet(src, data, self.now)))
+                               partial(self._receive, dst, member.address, packet.data))
         for request in out.streams:
             self._stream(member, request.id, request.address, request.data, request.deadline)
         for event in out.events:

@@ -179,8 +179,8 @@ def test_probe_ack_reports_round_trip_and_payload() -> None:
     b.receive_packet("a:8301", ping_packet.data, now + 0.01)
     ack_packet = b.poll().packets[0]
     a.receive_packet("b:8301", ack_packet.data, now + 0.02)
-    done = [e for e in a.poll().events if isinstance(e, PingComplete)]
-    assert done == [PingComplete("b", pytest.approx(0.02), b"coord")]
+    (done,) = [e for e in a.poll().events if isinstance(e, PingComplete)]
+    assert done.node == "b" and done.payload == b"coord" and done.rtt == pytest.approx(0.02)
     assert a.health_score == 0
 
 
