@@ -536,7 +536,8 @@ class Memberlist:
             k = 0
         minimum = suspicion_timeout(self.config.suspicion_mult, members, self.config.probe_interval)
         maximum = self.config.suspicion_max_timeout_mult * minimum
-        suspicion = Suspicion(suspect.from_node, k, minimum, maximum, now)
+        # A suspicion we only pulled has no accuser of ours, so our own failed probe can still confirm it.
+        suspicion = Suspicion(suspect.from_node if accuse else "", k, minimum, maximum, now)
         self._suspicions[node.name] = suspicion
         self._at(suspicion.deadline, partial(self._suspicion_expired, node, suspicion))
 

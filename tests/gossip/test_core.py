@@ -17,6 +17,7 @@ from consulpy.codec import encode
 from consulpy.gossip import (
     Config,
     JoinResult,
+    LeaveComplete,
     LogLine,
     Memberlist,
     MemberState,
@@ -279,3 +280,71 @@ def test_the_core_does_no_io_and_reads_no_clock_or_global_random() -> None:
                 assert (node.module or "").split(".")[0] not in forbidden_modules, path.name
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "random":
                 assert node.attr == "Random", f"{path.name} uses random.{node.attr}"
+
+
+def _messages(out: Output) -> list[object]:
+    return [m for p in out.packets for m in decode_packet(p.data) or []]
+
+
+def _gossip_for(core: Memberlist, seconds: float, start: float = 1.0, skip: str = "") -> list[object]:
+    """Every message `core` sends (except to `skip`) while its timers run for `seconds`."""
+    sent: list[object] = []
+    now = start
+    while now < start + seconds:
+        deadline = core.next_deadline()
+        assert deadline is not None
+        now = max(now, deadline)
+        core.tick(now)
+        out = core.poll()
+        sent += [m for p in out.packets if p.address != skip for m in decode_packet(p.data) or []]
+    return sent
+
+
+def test_a_suspected_member_refutes_with_a_higher_incarnation() -> None:
+    a, _ = _pair()
+    a.receive_packet("x:1", encode(Suspect(1, "a", "x")), 1.0)
+    assert a.member("a").incarnation == 2 and a.health_score == 1  # type: ignore[union-attr]
+    assert Alive(2, "a", "a:8301", b"") in _gossip_for(a, 1.0)
+
+
+def test_an_outdated_accusation_is_answered_with_the_newer_alive() -> None:
+    a, _ = _pair()
+    a.receive_packet("b:8301", encode(Alive(3, "b", "b:8301", b"")), 1.0)
+    a.poll()
+    a.receive_packet("x:1", encode(Suspect(1, "b", "y")), 2.0)
+    out = a.poll()
+    assert [p.address for p in out.packets] == ["x:1"]
+    assert Alive(3, "b", "b:8301", b"") in _messages(out)
+    assert a.member("b").state == MemberState.ALIVE  # type: ignore[union-attr]
+
+
+def test_a_suspicion_learnt_by_push_pull_is_not_gossiped_as_ours() -> None:
+    a, _ = _pair()
+    state = PushPull(False, (PushNodeState("c", "c:8301", b"", 1, int(MemberState.ALIVE)),), b"")
+    a.handle_stream("c:8301", encode(state), 1.0)
+    a.poll()
+    suspect = PushPull(False, (PushNodeState("c", "c:8301", b"", 1, int(MemberState.SUSPECT)),), b"")
+    a.handle_stream("b:8301", encode(suspect), 1.5)
+    assert a.member("c").state == MemberState.SUSPECT  # type: ignore[union-attr]
+    gossip = _gossip_for(a, 2.0, start=1.5, skip="c:8301")  # probes of c itself carry it (Lifeguard's buddy)
+    assert not [m for m in gossip if isinstance(m, Suspect) and m.node == "c"]
+
+
+def test_a_graceful_leave_announces_itself_as_left_and_reports_completion() -> None:
+    alone = _core("z")
+    alone.poll()
+    alone.leave(1.0)
+    assert LeaveComplete() in alone.poll().events
+    a, _ = _pair()
+    a.leave(1.0)
+    assert a.member("a").state == MemberState.LEFT  # type: ignore[union-attr]
+    a.poll()
+    completions: list[object] = []
+    now = 1.0
+    while now < 6.0:
+        now = max(now, a.next_deadline() or now)
+        a.tick(now)
+        out = a.poll()
+        assert Alive(2, "a", "a:8301", b"") not in _messages(out), "a member that left does not refute"
+        completions += [e for e in out.events if isinstance(e, LeaveComplete)]
+    assert completions == [LeaveComplete()]

@@ -16,6 +16,7 @@ import pytest
 from consulpy.codec import encode
 from consulpy.gossip import Config, MemberEventKind, MemberState, lan_config
 from consulpy.gossip.messages import Dead, Suspect
+from consulpy.gossip.state import push_pull_interval
 from tests.gossip.sim import RECONNECT_INTERVAL, Sim
 
 DEFAULT_SEEDS = int(os.environ.get("SEEDS", "1"))
@@ -38,7 +39,9 @@ def _each_seed(scenario: Callable[[int], None], offset: int = 0) -> None:
 def _joined(seed: int, n: int, loss: float = 0.0, config: Config | None = None, reconnect: bool = False) -> Sim:
     sim = Sim(seed, n, config=config, loss=loss, reconnect=reconnect)
     sim.join_all()
-    assert sim.run_until_true(sim.converged, 30.0), f"{sim.describe()}: join did not converge in 30 s"
+    # Gossip reaches each member with high probability; the rare one it misses learns at a push-pull.
+    bound = push_pull_interval(sim.config.push_pull_interval, n) + 15.0
+    assert sim.run_until_true(sim.converged, bound), f"{sim.describe()}: join did not converge in {bound:g} s"
     return sim
 
 
@@ -99,21 +102,21 @@ def test_every_crashed_member_is_marked_failed_by_every_live_member_within_30_s(
 
 
 def test_broadcasts_reach_every_member() -> None:
-    """reliability.md A3: broadcasts reach the members within 3 s (gossip alone reaches each member with a
-    probability near 1 - e^-(retransmits * (1 - loss)), about 99.93 % here), and the few it misses get
+    """reliability.md A3: broadcasts reach 99.9 % of 100 members within 3 s at 10 % loss (gossip alone misses
+    a member with a probability near e^-(retransmits * (1 - loss)), 2e-5 here), and the few it misses get
     them from the layer above's push-pull state, as Serf's event buffer does."""
 
     def scenario(seed: int) -> None:
-        sim = _joined(seed, 50, loss=0.10)
+        sim = _joined(seed, 100, loss=0.10)
         payloads = [f"event-{i}".encode() for i in range(10)]
         for i, payload in enumerate(payloads):
-            sim.broadcast(f"node-{i * 5}", payload)
+            sim.broadcast(f"node-{i * 10}", payload)
             sim.run_until(sim.now + 3.0)
         pairs = [(m, p) for m in sim.live() for p in payloads]
-        sent = {p: sim.members[f"node-{i * 5}"].received[p] for i, p in enumerate(payloads)}
+        sent = {p: sim.members[f"node-{i * 10}"].received[p] for i, p in enumerate(payloads)}
         in_time = sum(1 for m, p in pairs if p in m.received and m.received[p] - sent[p] <= 3.0)
-        assert in_time >= 0.995 * len(pairs), f"{sim.describe()}: {in_time}/{len(pairs)} within 3 s"
-        assert sim.run_until_true(lambda: all(p in m.received for m, p in pairs), sim.now + 180), sim.describe()
+        assert in_time >= 0.999 * len(pairs), f"{sim.describe()}: {in_time}/{len(pairs)} within 3 s"
+        assert sim.run_until_true(lambda: all(p in m.received for m, p in pairs), sim.now + 240), sim.describe()
 
     _each_seed(scenario)
 
