@@ -103,9 +103,9 @@ def test_cli_list_peers_remove_peer_transfer_leader(dev_agent: AgentProcess) -> 
                                                     "Unexpected response code: 500 (rpc error: code = Unknown desc = "
                                                     "Could not find address for server id junk)\n"),
     ]
-    for args, stderr in refusals:
-        result = consul("operator", "raft", *args, agent=dev_agent)
-        assert (result.returncode, result.stdout, result.stderr) == (1, "", stderr), args
+    for words, stderr in refusals:
+        result = consul("operator", "raft", *words, agent=dev_agent)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", stderr), words
     assert "Traceback" not in dev_agent.log()
 
 
