@@ -1,10 +1,11 @@
 """A Spring Cloud Consul application (tests/interop/spring) against a real `consulpy agent -dev`.
 
 Builds the app once per session and flavour (`boot3`: Spring Boot 3.5 with Spring Cloud Consul 4.3 over the
-Ecwid consul-api client; `boot4`: Spring Boot 4.0 with Spring Cloud Consul 5.0 and its own client), starts two
-instances on their own loopback addresses, and checks registration with TTL and HTTP checks, KV config and its
-watch, discovery with a load-balanced call, and what SIGKILL and SIGTERM do to the registrations. Skips when
-`mvn`/`java` are missing or Maven cannot fetch the dependencies; everything after a successful build fails.
+Ecwid consul-api client; `boot4`: Spring Boot 4.0 with Spring Cloud Consul 5.0 and its own client; `boot27`:
+Spring Boot 2.7 with Spring Cloud Consul 3.1, Ecwid again), starts two instances on their own loopback
+addresses, and checks registration with TTL and HTTP checks, KV config and its watch, discovery with a
+load-balanced call, and what SIGKILL and SIGTERM do to the registrations. Skips when `mvn`/`java` are missing
+or Maven cannot fetch the dependencies; everything after a successful build fails.
 """
 
 from __future__ import annotations
@@ -58,12 +59,15 @@ TOLERATED_LOG_RECORDS = (
 SHUTDOWN_INTERRUPT = re.compile(r'I/O error on GET request for "http://[\d.:]+/v1/(catalog/services|kv/[^"]*)": '
                                 r"Request was interrupted: null")
 _PROBLEM = re.compile(r"\b(ERROR|WARN)\b|Exception\b|^\s+at [\w.$]+\(|^Caused by:", re.MULTILINE)
-_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\dT", re.MULTILINE)
+_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:", re.MULTILINE)
 
 
 def _build_failure(output: str) -> str:
-    lines = [line for line in output.splitlines() if "[ERROR]" in line and line.strip() != "[ERROR]"]
-    return (lines[0] if lines else output.strip().splitlines()[-1] if output.strip() else "no output")[:400]
+    """The most telling line of Maven's output: the first naming an environment problem, else the first error."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("[ERROR]") and line != "[ERROR]"]
+    telling = [line for line in errors if any(marker in line.lower() for marker in _ENVIRONMENT_ERRORS)]
+    return (telling or errors or lines or ["no output"])[0][:400]
 
 
 def _build(flavour: str) -> Path:
@@ -71,7 +75,7 @@ def _build(flavour: str) -> Path:
     mvn, java = shutil.which("mvn"), shutil.which("java")
     if mvn is None or java is None:
         pytest.skip(f"Spring interop: {'mvn' if mvn is None else 'java'} is not installed")
-    command = [mvn, "-q", "-B", "-f", str(SPRING_DIR / "pom.xml"), "package", "-DskipTests"]
+    command = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(SPRING_DIR / "pom.xml"), "package", "-DskipTests"]
     if flavour != "boot3":
         command.insert(-2, f"-P{flavour}")
     output = ""
@@ -186,7 +190,7 @@ def _unexpected_log_records(app: SpringApp) -> list[str]:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("flavour", ["boot3", "boot4"])
+@pytest.mark.parametrize("flavour", ["boot3", "boot4", "boot27"])
 def test_spring_cloud_consul_app(flavour: str, spring_jar: Callable[[str], Path], dev_agent: AgentProcess,
                                  start_app: Callable[..., SpringApp]) -> None:
     jar = spring_jar(flavour)
