@@ -1,7 +1,8 @@
 """Deterministic simulator for the gossip core: N `Memberlist`s on a seeded fake network (delay, loss,
-partitions that heal), a simulated clock, crashes, a slow member, and Serf's reconnect of failed members.
-
-Everything random comes from one seed, so a run replays exactly. Imports: stdlib, consulpy.gossip.
+partitions that heal), a simulated clock, crashes and a slow member. Where the layer above matters it
+plays Serf's part: re-gossiping user messages it has not seen, carrying them in push-pull state, and
+reconnecting to failed members. Everything random comes from one seed, so a run replays exactly.
+Imports: stdlib, consulpy.codec, consulpy.gossip.
 """
 
 from __future__ import annotations
