@@ -109,25 +109,29 @@ async def catalog_nodes(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     meta, nodes = await agent.catalog.list_nodes(opts, node_meta_filters(request))
     dc = agent.datacenter
-    return Reply(filter_items(request, (node_json(n, dc) for n in nodes)), meta)
+    return Reply(meta=meta, build=lambda: filter_items(request, (node_json(n, dc) for n in nodes)))
 
 
 async def catalog_services(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     meta, pairs = await agent.catalog.list_services(opts, node_meta_filters(request))
-    if request.query.get("filter"):
-        dc = agent.datacenter
-        kept = filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs))
-        names = [(item["ServiceName"], item["ServiceTags"]) for item in kept]
-    else:
-        names = [(svc.service, svc.tags) for _, svc in pairs]
-    services: dict[str, list[str]] = {}
-    for name, tags in names:
-        known = services.setdefault(name, [])
-        for tag in tags:
-            if tag not in known:
-                known.append(tag)
-    return Reply(services, meta)
+
+    def build() -> dict[str, list[str]]:
+        if request.query.get("filter"):
+            dc = agent.datacenter
+            kept = filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs))
+            names = [(item["ServiceName"], item["ServiceTags"]) for item in kept]
+        else:
+            names = [(svc.service, svc.tags) for _, svc in pairs]
+        services: dict[str, list[str]] = {}
+        for name, tags in names:
+            known = services.setdefault(name, [])
+            for tag in tags:
+                if tag not in known:
+                    known.append(tag)
+        return services
+
+    return Reply(meta=meta, build=build)
 
 
 def _required(tail: str, what: str) -> str:
@@ -142,7 +146,7 @@ async def catalog_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     tags = request.query.getall("tag", [])
     meta, pairs = await agent.catalog.service_nodes(opts, name, tags, node_meta_filters(request))
     dc = agent.datacenter
-    return Reply(filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs)), meta)
+    return Reply(meta=meta, build=lambda: filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs)))
 
 
 async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -151,8 +155,12 @@ async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
         return Reply(None, meta, raw=b"null")
-    kept = filter_items(request, (service_json(s) for s in services))
-    return Reply({"Node": node_json(node, agent.datacenter), "Services": {s["ID"]: s for s in kept}}, meta)
+
+    def build() -> dict[str, Any]:
+        kept = filter_items(request, (service_json(s) for s in services))
+        return {"Node": node_json(node, agent.datacenter), "Services": {s["ID"]: s for s in kept}}
+
+    return Reply(meta=meta, build=build)
 
 
 async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -161,22 +169,26 @@ async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
         return Reply({"Node": None, "Services": None}, meta)
-    rendered = filter_items(request, (service_json(s) for s in services))
-    return Reply({"Node": node_json(node, agent.datacenter), "Services": rendered}, meta)
+
+    def build() -> dict[str, Any]:
+        rendered = filter_items(request, (service_json(s) for s in services))
+        return {"Node": node_json(node, agent.datacenter), "Services": rendered}
+
+    return Reply(meta=meta, build=build)
 
 
 async def health_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "node name")
     opts = query_options(request, agent.datacenter)
     meta, checks = await agent.health.node_checks(opts, name)
-    return Reply(filter_items(request, (check_json(c) for c in checks)), meta)
+    return Reply(meta=meta, build=lambda: filter_items(request, (check_json(c) for c in checks)))
 
 
 async def health_checks(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "service name")
     opts = query_options(request, agent.datacenter)
     meta, checks = await agent.health.service_checks(opts, name, node_meta_filters(request))
-    return Reply(filter_items(request, (check_json(c) for c in checks)), meta)
+    return Reply(meta=meta, build=lambda: filter_items(request, (check_json(c) for c in checks)))
 
 
 async def health_state(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -207,8 +219,8 @@ async def health_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     tags = request.query.getall("tag", [])
     meta, found = await agent.health.service_nodes(opts, name, tags, passing, node_meta_filters(request))
     dc = agent.datacenter
-    body = [check_service_node_json(n, s, c, dc) for n, s, c in found]
-    return Reply(filter_items(request, body), meta)
+    return Reply(meta=meta, build=lambda: filter_items(request, [check_service_node_json(n, s, c, dc)
+                                                                 for n, s, c in found]))
 
 
 async def status_leader(request: BaseRequest, agent: Agent, tail: str) -> Any:

@@ -63,10 +63,15 @@ def kv_key(request: BaseRequest) -> str | Reply:
     raw_path, _, raw_query = request.raw_path.partition("?")
     if _DOT_SEGMENT.search(raw_path):
         raise bad_request("URL path contains invalid traversal sequence")
-    path = _decode_path(raw_path)
-    key = path.removeprefix(KV_PREFIX)
-    if _DOT_SEGMENT.search(path) or _hides_dot_segment(key):
-        raise bad_request("URL path contains encoded traversal sequence")
+    if "%" in raw_path or not raw_path.isascii():
+        path = _decode_path(raw_path)
+        key = path.removeprefix(KV_PREFIX)
+        if _DOT_SEGMENT.search(path) or _hides_dot_segment(key):
+            raise bad_request("URL path contains encoded traversal sequence")
+    else:
+        # Nothing is escaped: the path is the key as sent, already checked for dot segments above.
+        path = raw_path
+        key = path.removeprefix(KV_PREFIX)
     if not key.isprintable():
         raise bad_request("Invalid key: key contains non-printable characters")
     if key != key.strip():
@@ -117,12 +122,12 @@ async def _get(request: BaseRequest, agent: Agent, key: str, opts: QueryOptions)
         meta, keys = await agent.kvs.list_keys(opts, key, _separator(request))
         if not keys and key:
             return Reply(meta=meta, status=404)
-        return Reply(keys, meta)
+        return Reply(meta=meta, build=lambda: keys)
     if "recurse" in query:
         meta, entries = await agent.kvs.list_entries(opts, key)
         if not entries:
             return Reply(meta=meta, status=404)
-        return Reply([kv_json(e) for e in entries], meta)
+        return Reply(meta=meta, build=lambda: [kv_json(e) for e in entries])
     if not key:
         raise bad_request("Missing key name")
     meta, entry = await agent.kvs.get(opts, key)
@@ -131,7 +136,7 @@ async def _get(request: BaseRequest, agent: Agent, key: str, opts: QueryOptions)
     if "raw" in query:
         return Reply(meta=meta, raw=entry.value or b"", content_type="text/plain",
                      headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
-    return Reply([kv_json(entry)], meta)
+    return Reply(meta=meta, build=lambda: [kv_json(entry)])
 
 
 async def _put(request: BaseRequest, agent: Agent, key: str) -> bool:

@@ -2,7 +2,8 @@
 
 Handlers are `async (request, agent, tail) -> body`, where `tail` is the path after a prefix route.
 A body of None is an empty 200, a `Reply` sets status/headers/meta, anything else is rendered as JSON;
-an `HTTPError` becomes its status with a plain-text reason, as Consul's `wrap` does.
+an `HTTPError` becomes its status with a plain-text reason, as Consul's `wrap` does. Hot reads hand over
+a body builder and are rendered through the per-index cache (http/cache.py).
 Imports: aiohttp, orjson, stdlib, consulpy.agent.definitions (its error), consulpy.endpoints, consulpy.filter,
 consulpy.http, consulpy.server, consulpy.state.
 """
@@ -22,6 +23,7 @@ from aiohttp.web import BaseRequest
 from consulpy.agent.definitions import RegistrationError
 from consulpy.endpoints.query import QueryMeta
 from consulpy.filter import FilterError, compile_filter
+from consulpy.http.cache import RenderCache, cache_key
 from consulpy.http.errors import HTTPError
 from consulpy.server.consensus import NoLeaderError
 from consulpy.server.rpc import RPCError
@@ -35,11 +37,16 @@ log = logging.getLogger("consulpy.http")
 Handler = Callable[[BaseRequest, "Agent", str], Awaitable[Any]]
 
 JSON = "application/json"
+TEXT_UTF8 = "text/plain; charset=utf-8"
 
 
 @dataclass(slots=True)
 class Reply:
-    """A response with more than a JSON body: a status, query metadata headers, raw bytes, headers."""
+    """A response with more than a JSON body: a status, query metadata headers, raw bytes, headers.
+
+    `build` makes the JSON body on demand and must depend only on the request and `meta.index`: the
+    server serves the body it already rendered for the same request at that index instead of calling it.
+    """
 
     body: Any = None
     meta: QueryMeta | None = None
@@ -47,6 +54,7 @@ class Reply:
     raw: bytes | None = None
     content_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
+    build: Callable[[], Any] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,42 +113,45 @@ class HTTPServer:
     def __init__(self, agent: Agent, routes: Iterable[Route]) -> None:
         self.agent = agent
         self._exact: dict[str, Route] = {}
-        self._prefixes: list[Route] = []
+        self._prefixes: dict[str, Route] = {}
         for route in routes:
             if route.path.endswith("/") and route.path != "/":
-                self._prefixes.append(route)
+                self._prefixes[route.path] = route
             else:
                 self._exact[route.path] = route
-        self._prefixes.sort(key=lambda r: len(r.path), reverse=True)
-        self._prefix_paths = {r.path for r in self._prefixes}
+        self._longest_prefix = max((len(path) for path in self._prefixes), default=0)
         self._runner: web.ServerRunner | None = None
         self._extra_headers: dict[str, str] = {"X-Consul-Default-Acl-Policy": "allow"}
         self._extra_headers.update(agent.config.http_config.response_headers)
+        self.render_cache = RenderCache()
 
     def _match(self, path: str) -> tuple[Route | None, str]:
+        """The exact route, else the longest prefix route: one dict probe per "/" within prefix length."""
         route = self._exact.get(path)
         if route is not None:
             return route, ""
-        for route in self._prefixes:
-            if path.startswith(route.path):
-                return route, path[len(route.path):]
+        end = path.rfind("/", 0, self._longest_prefix)
+        while end > 0:
+            route = self._prefixes.get(path[:end + 1])
+            if route is not None:
+                return route, path[end + 1:]
+            end = path.rfind("/", 0, end)
         return None, ""
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         route, tail = self._match(path)
         if route is None:
-            if path + "/" in self._prefix_paths:
+            if path + "/" in self._prefixes:
                 return self._finish(request, web.Response(status=301, headers={"Location": path + "/"}))
             return self._error(request, self._not_found(path))
         if request.method == "OPTIONS":
             return self._finish(request, web.Response(status=200, headers={"Allow": self._allow(route)}))
         if request.method not in route.methods:
-            response = self._text(405, f"method {request.method} not allowed")
-            response.headers["Allow"] = self._allow(route)
-            return self._finish(request, response)
+            return self._response(405, f"method {request.method} not allowed".encode(), TEXT_UTF8,
+                                  {"Allow": self._allow(route)})
         try:
-            result = await route.handler(request, self.agent, tail)
+            return self._render(request, await route.handler(request, self.agent, tail))
         except HTTPError as exc:
             return self._error(request, exc)
         except (NoLeaderError, RPCError) as exc:
@@ -154,7 +165,6 @@ class HTTPServer:
         except Exception as exc:
             log.exception("request failed: method=%s path=%s", request.method, path)
             return self._error(request, HTTPError(500, str(exc)))
-        return self._finish(request, self._render(request, result))
 
     @staticmethod
     def _allow(route: Route) -> str:
@@ -167,15 +177,11 @@ class HTTPServer:
         return HTTPError(404, "Invalid URL path: if attempting to use the HTTP API, ensure the path starts "
                               "with '/v1/'")
 
-    @staticmethod
-    def _text(status: int, text: str) -> web.Response:
-        return web.Response(status=status, body=text.encode(), content_type="text/plain", charset="utf-8")
-
     def _error(self, request: BaseRequest, exc: HTTPError) -> web.Response:
         if exc.status < 500:
             log.debug("request error: method=%s path=%s status=%d error=%s", request.method, request.path,
                       exc.status, exc.reason)
-        return self._finish(request, self._text(exc.status, exc.reason))
+        return self._response(exc.status, exc.reason.encode(), TEXT_UTF8, {})
 
     def _json(self, request: BaseRequest, body: Any) -> bytes:
         if self.agent.config.dev or "pretty" in request.query:
@@ -183,22 +189,31 @@ class HTTPServer:
         return orjson.dumps(body)
 
     def _render(self, request: BaseRequest, result: Any) -> web.Response:
+        """The response for a handler's result; the headers are one dict, so aiohttp parses nothing."""
         if result is None:
-            return web.Response(status=200, content_type="text/plain", charset="utf-8")
+            return self._response(200, b"", TEXT_UTF8, {})
         if not isinstance(result, Reply):
-            return web.Response(body=self._json(request, result), content_type=JSON)
+            return self._response(200, self._json(request, result), JSON, {})
         headers = dict(result.headers)
-        if result.meta is not None:
-            headers.update(meta_headers(result.meta))
+        meta = result.meta
+        if meta is not None:
+            headers.update(meta_headers(meta))
         if result.raw is not None:
             body = result.raw
+        elif result.build is not None and meta is not None:
+            build = result.build
+            body = self.render_cache.body(cache_key(request), meta.index, lambda: self._json(request, build()))
         elif result.body is None:
             body = b""
         else:
             body = self._json(request, result.body)
-        response = web.Response(status=result.status, body=body, headers=headers)
-        response.content_type = result.content_type if body or result.raw is not None else "text/plain"
-        return response
+        content_type = result.content_type if body or result.raw is not None else "text/plain"
+        return self._response(result.status, body, content_type, headers)
+
+    def _response(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> web.Response:
+        headers["Content-Type"] = content_type
+        headers.update(self._extra_headers)
+        return web.Response(status=status, body=body, headers=headers)
 
     def _finish(self, request: BaseRequest, response: web.Response) -> web.Response:
         response.headers.update(self._extra_headers)
