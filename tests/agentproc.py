@@ -78,13 +78,28 @@ class AgentProcess:
     def http(self) -> str:
         return f"http://{self.address}:8500"
 
+    @property
+    def node_name(self) -> str:
+        return f"node-{self.address.replace('.', '-')}"
+
     def start(self, wait: float = 10.0) -> AgentProcess:
-        cmd = [sys.executable, "-m", "consulpy", "agent", "-bind", self.address, "-client", self.address,
-               "-node", f"node-{self.address.replace('.', '-')}", *self.args]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
+        self.launch()
         self.wait_ready(wait)
         return self
+
+    def launch(self) -> AgentProcess:
+        """Start the process without waiting (servers of a new cluster have no leader until all are up)."""
+        cmd = [sys.executable, "-m", "consulpy", "agent", "-bind", self.address, "-client", self.address,
+               "-node", self.node_name, *self.args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
+        return self
+
+    def kill(self) -> None:
+        """kill -9 by PID, and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def wait_ready(self, wait: float) -> None:
         deadline = time.monotonic() + wait

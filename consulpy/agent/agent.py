@@ -24,6 +24,7 @@ from consulpy.dns.server import DNSServer
 from consulpy.endpoints.catalog import Catalog, Health
 from consulpy.endpoints.forward import LeaderForwarder
 from consulpy.endpoints.kvs import KVS
+from consulpy.endpoints.operator import Operator
 from consulpy.endpoints.query import ServerContext
 from consulpy.endpoints.session import Sessions
 from consulpy.endpoints.txn import Txn
@@ -97,11 +98,12 @@ class Agent:
             self.consensus = SingleNode(self.fsm, self.rpc_address, self.node_name, self.node_id)
         else:
             self.rpc_port = ServerPort((bind_address(config), config.ports.server))
-            self.rpc_client = RPCClient()
+            source_ip = "" if bind_address(config) in ("0.0.0.0", "::") else bind_address(config)
+            self.rpc_client = RPCClient(source_ip)
             assert config.data_dir is not None
             self.raft = RaftServer(raft_id(self.node_id), self.rpc_address, {}, config.data_dir, self.fsm,
                                    random.Random(), config.raft_multiplier, config.raft_snapshot_threshold,
-                                   port=self.rpc_port)
+                                   port=self.rpc_port, source_ip=source_ip)
             self.raft.on_leadership = self._on_leadership
             self.consensus = self.raft
         self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
@@ -116,6 +118,7 @@ class Agent:
         self.session_timers = SessionTimers(self.consensus)
         self.sessions = Sessions(self.server, self.session_timers, config.session_ttl_min)
         self.txn = Txn(self.server, self.kvs)
+        self.operator = Operator(self.server)
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
         if self.raft is not None:
             assert self.rpc_port is not None and self.rpc_client is not None and config.data_dir is not None
@@ -154,7 +157,7 @@ class Agent:
 
     def _register_rpc(self, port: ServerPort, cluster: ServerCluster) -> None:
         """Expose every routed endpoint method on the server port under its RPC name."""
-        for endpoint in (self.catalog, self.health, self.kvs, self.sessions, self.txn):
+        for endpoint in (self.catalog, self.health, self.kvs, self.sessions, self.txn, self.operator):
             for attribute in dir(endpoint):
                 method: Any = getattr(endpoint, attribute)
                 name = getattr(method, "rpc_method", None)

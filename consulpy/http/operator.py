@@ -53,8 +53,7 @@ def _leading_configuration(consensus: Consensus) -> list[RaftPeer]:
 
 async def raft_configuration(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
-    await agent.server.prepare_read(opts)
-    index, servers = agent.server.consensus.configuration()
+    _, (index, servers) = await agent.operator.raft_configuration(opts)
     return {"Servers": [raft_server_json(peer) for peer in servers] or None, "Index": index}
 
 
@@ -82,7 +81,7 @@ async def raft_peer_delete(request: BaseRequest, agent: Agent, tail: str) -> Any
     if not any(s.voter for s in remaining):
         raise HTTPError(500, f"need at least one voter in configuration: {_go_configuration(remaining)}")
     try:
-        await consensus.remove_peer(peer_id=target.id)
+        await agent.operator.raft_remove_peer(target.id)
     except OperatorError as exc:
         raise HTTPError(500, str(exc)) from None
     log.warning("Removed Raft peer: id=%s address=%s", target.id, target.address)
@@ -93,7 +92,7 @@ async def raft_transfer_leader(request: BaseRequest, agent: Agent, tail: str) ->
     peer_id = request.query.get("id", "")
     try:
         _check_transfer(agent.server.consensus, peer_id)
-        new_leader = await agent.server.consensus.transfer_leader(peer_id)
+        new_leader = await agent.operator.raft_transfer_leader(peer_id)
     except (OperatorError, NoLeaderError) as exc:
         raise HTTPError(500, GRPC_UNKNOWN + str(exc)) from None
     log.info("Transferred Raft leadership: to=%s", new_leader)

@@ -88,6 +88,7 @@ class RaftServer:
         raft_multiplier: int = 1,
         snapshot_threshold: int = DEFAULT_SNAPSHOT_THRESHOLD,
         port: ServerPort | None = None,
+        source_ip: str = "",
     ) -> None:
         self.id = node_id
         self.address = address
@@ -100,7 +101,7 @@ class RaftServer:
         self.on_leadership: Callable[[bool], None] | None = None
         self.storage: RaftStorage | None = None
         self.node: RaftNode | None = None
-        self.transport = RaftTransport(self.addresses, self._on_message)
+        self.transport = RaftTransport(self.addresses, self._on_message, source_ip=source_ip)
         self._port = port
         self._own_port = port is None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"raft-wal-{node_id}")
@@ -115,6 +116,7 @@ class RaftServer:
         self._last_contact = time.monotonic()
         self._leading = False
         self._lead_index = 0
+        self._observed: tuple[Role, int] = (Role.FOLLOWER, 0)
         self.names: dict[int, tuple[str, str]] = {}
 
     async def start(self) -> None:
@@ -398,6 +400,15 @@ class RaftServer:
             self._wake.set()
 
     async def _ready_loop(self, node: RaftNode) -> None:
+        """Persist, send, apply. Any unexpected failure here stops the process: a server that can no longer
+        apply its log must not keep answering as if it could."""
+        try:
+            await self._process_readies(node)
+        except Exception as exc:
+            log.exception("fatal error in the Raft loop; exiting")
+            raise FatalStorageError(f"Raft loop failed: {exc}") from exc
+
+    async def _process_readies(self, node: RaftNode) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
@@ -416,6 +427,10 @@ class RaftServer:
 
     def _track_leadership(self, node: RaftNode, rd: Ready) -> None:
         """Leadership counts from when this leader's first entry of its term is applied here."""
+        if (rd.role, rd.leader) != self._observed:
+            self._observed = (rd.role, rd.leader)
+            log.debug("state: role=%s term=%d leader=%s", rd.role.value, node.term,
+                      self.addresses.get(rd.leader, rd.leader or "none"))
         if rd.role != Role.LEADER:
             self._lead_index = 0
             self._set_leading(False)
@@ -468,6 +483,7 @@ class RaftServer:
         if rd.snapshot is not None and rd.snapshot.data:
             self.fsm.restore(rd.snapshot.data)
             self._applied = rd.snapshot.index
+            log.info("installed snapshot from the leader: index=%d term=%d", rd.snapshot.index, rd.snapshot.term)
             for index in [i for i in self._proposals if i <= self._applied]:
                 _, future = self._proposals.pop(index)
                 if not future.done():

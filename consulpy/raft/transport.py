@@ -48,7 +48,7 @@ class _Peer:
         while True:
             try:
                 async with asyncio.timeout(_CONNECT_TIMEOUT):
-                    _, writer = await asyncio.open_connection(host, port)
+                    _, writer = await asyncio.open_connection(host, port, local_addr=self.transport.source)
                 writer.write(bytes((RPC_RAFT,)))
             except (TimeoutError, OSError):
                 self.transport.stats["connect_failures"] += 1
@@ -58,7 +58,8 @@ class _Peer:
             backoff = _BACKOFF_MIN
             try:
                 await self._pump(writer)
-            except (TimeoutError, OSError):
+            except (TimeoutError, OSError, RuntimeError):
+                # uvloop raises RuntimeError for a write on a transport that the peer already closed
                 self.transport.stats["send_failures"] += 1
             finally:
                 writer.close()
@@ -85,8 +86,10 @@ class RaftTransport:
         on_message: Callable[[Message], None],
         max_frame: int = MAX_FRAME,
         queue_size: int = QUEUE_SIZE,
+        source_ip: str = "",
     ) -> None:
         self.peers = dict(peers)
+        self.source = (source_ip, 0) if source_ip else None
         self.on_message = on_message
         self.max_frame = max_frame
         self.queue_size = queue_size

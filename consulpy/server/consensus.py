@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from consulpy.codec import wire
 from consulpy.fsm import FSM, Command
 
 
@@ -25,6 +26,7 @@ class OperatorError(Exception):
     """An operator request that cannot be carried out; `str()` is Consul's message (HTTP 500 / CLI error)."""
 
 
+@wire(34)
 @dataclass(slots=True, frozen=True)
 class RaftPeer:
     """One server of the Raft configuration, as /v1/operator/raft/configuration reports it."""

@@ -186,7 +186,11 @@ class _Connection:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.pending[seq] = future
         try:
-            self.writer.write(frame(encode([seq, method, args])))
+            try:
+                self.writer.write(frame(encode([seq, method, args])))
+            except RuntimeError as exc:
+                # uvloop: the transport closed under us; the request never left
+                raise NotSentError(f"rpc: connection closed: {exc}") from None
             async with asyncio.timeout(timeout):
                 await self.writer.drain()
                 return await future
@@ -225,7 +229,9 @@ class _Connection:
 class RPCClient:
     """Calls methods on other servers' ports; one multiplexed connection per address, reopened on failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, source_ip: str = "") -> None:
+        """`source_ip`: the local address outbound connections come from (the agent's bind address)."""
+        self.source = (source_ip, 0) if source_ip else None
         self._connections: dict[str, _Connection] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
 
@@ -247,7 +253,7 @@ class RPCClient:
             host, _, port = address.rpartition(":")
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    reader, writer = await asyncio.open_connection(host, int(port))
+                    reader, writer = await asyncio.open_connection(host, int(port), local_addr=self.source)
             except (OSError, TimeoutError, ValueError) as exc:
                 raise NotSentError(f"rpc: cannot reach {address}: {exc}") from None
             writer.write(bytes((RPC_CONSUL,)))

@@ -1,0 +1,30 @@
+"""Operator.* endpoints for Raft: read the configuration, remove a server, transfer leadership.
+
+All three act on the leader (reads may be stale); the HTTP layer checks requests against the configuration
+first, as Consul does. Imports: consulpy.endpoints.query, consulpy.server.consensus.
+"""
+
+from __future__ import annotations
+
+from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
+from consulpy.server.consensus import RaftPeer
+
+
+class Operator:
+    """Operator.RaftGetConfiguration / RaftRemovePeer / RaftTransferLeader."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    @rpc_endpoint("Operator.RaftGetConfiguration", read=True)
+    async def raft_configuration(self, opts: QueryOptions) -> tuple[QueryMeta, tuple[int, list[RaftPeer]]]:
+        meta = await self.ctx.prepare_read(opts)
+        return meta, self.ctx.consensus.configuration()
+
+    @rpc_endpoint("Operator.RaftRemovePeer")
+    async def raft_remove_peer(self, peer_id: str) -> None:
+        await self.ctx.consensus.remove_peer(peer_id=peer_id)
+
+    @rpc_endpoint("Operator.RaftTransferLeader")
+    async def raft_transfer_leader(self, peer_id: str) -> str:
+        return await self.ctx.consensus.transfer_leader(peer_id)
