@@ -96,3 +96,23 @@ def test_three_servers_keep_every_write_through_leader_kill_restart_and_snapshot
             assert "Traceback" not in agent.log()
     finally:
         cluster.cleanup()
+
+
+def test_failover_at_the_default_raft_multiplier_is_within_ten_seconds(loopback: str, tmp_path: Path) -> None:
+    cluster = ServerSet(loopback, tmp_path, raft_multiplier=5)
+    hosts = [2, 3, 4]
+    try:
+        cluster.launch_all(hosts)
+        leader = cluster.agreed_leader(hosts, timeout=40)
+        response = requests.put(f"{cluster.servers[leader].http}/v1/kv/before-kill", data="x", timeout=30)
+        assert response.json() is True
+        cluster.servers[leader].kill()
+        killed_at = time.monotonic()
+        survivors = [h for h in hosts if h != leader]
+        new_leader = cluster.agreed_leader(survivors, timeout=20)
+        failover = time.monotonic() - killed_at
+        assert failover < 10.0, f"new leader after {failover:.2f}s"
+        value = cluster.get(new_leader, "/v1/kv/before-kill", raw="", consistent="")
+        assert value.status_code == 200 and value.text == "x"
+    finally:
+        cluster.cleanup()

@@ -20,7 +20,7 @@ from consulpy.raft.messages import Entry, HardState
 from consulpy.raft.wal import WAL, CorruptLogError, FatalStorageError, _parse
 
 SEED = int(os.environ.get("SEED", random.randrange(1 << 32)))
-COUNT = int(os.environ.get("WAL_FAULT_COUNT", "500"))
+COUNT = int(os.environ.get("WAL_FAULT_COUNT", "1000"))
 SEGMENT = 4096
 
 
