@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import dns_perf, gossip_sim, health_wrk, kv_read, kv_wrk, startup, wal_append
+from bench import dns_perf, gossip_sim, health_wrk, kv_read, kv_write, kv_wrk, startup, wal_append
 from bench.common import Figure, format_figure
 
 
@@ -21,7 +21,7 @@ def row(figure: Figure) -> str:
 
 def main() -> None:
     rows = []
-    for bench in (startup, kv_read, kv_wrk, health_wrk, dns_perf, wal_append, gossip_sim):
+    for bench in (startup, kv_read, kv_wrk, health_wrk, dns_perf, wal_append, kv_write, gossip_sim):
         for figure in bench.main():
             print(format_figure(figure), flush=True)
             rows.append(row(figure))
