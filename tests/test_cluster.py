@@ -92,6 +92,17 @@ def test_three_servers_keep_every_write_through_leader_kill_restart_and_snapshot
         rows = wait_until(lambda: (r := list_peers(cluster, new_leader)) and len(r) == 5
                           and all(row[4] == "true" for row in r[1:]) and r, 20)
         assert sorted(row[2] for row in rows[1:]) == sorted(f"{cluster.address(h)}:8300" for h in (2, 3, 4, 5))
+
+        follower = next(h for h in (2, 3, 4, 5) if h != new_leader)
+        saved = cluster.get(follower, "/v1/snapshot")
+        assert saved.status_code == 200, saved.text
+        assert requests.put(f"{cluster.servers[follower].http}/v1/kv/load/extra", data="x", timeout=30).json()
+        restored = requests.put(f"{cluster.servers[follower].http}/v1/snapshot", data=saved.content, timeout=60)
+        assert restored.status_code == 200, restored.text
+        for host in (2, 3, 4, 5):
+            wait_until(lambda h=host: cluster.get(h, "/v1/kv/load/extra", stale="").status_code == 404, 10)
+            wait_until(lambda h=host: [row[:2] for row in kv_rows(cluster, h, stale="")[1]]
+                       == [row[:2] for row in before], 10)
         for agent in cluster.servers.values():
             assert "Traceback" not in agent.log()
     finally:

@@ -1,17 +1,21 @@
-"""Operator.* endpoints for Raft: read the configuration, remove a server, transfer leadership.
+"""Operator.* endpoints for Raft (read the configuration, remove a server, transfer leadership) and the
+snapshot restore.
 
-All three act on the leader (reads may be stale); the HTTP layer checks requests against the configuration
-first, as Consul does. Imports: consulpy.endpoints.query, consulpy.server.consensus.
+All act on the leader (reads may be stale); the HTTP layer checks requests against the configuration or the
+archive first, as Consul does. Imports: consulpy.endpoints.query, consulpy.fsm, consulpy.server.consensus,
+consulpy.state.
 """
 
 from __future__ import annotations
 
 from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
+from consulpy.fsm import RestoreRequest
 from consulpy.server.consensus import RaftPeer
+from consulpy.state import StateError
 
 
 class Operator:
-    """Operator.RaftGetConfiguration / RaftRemovePeer / RaftTransferLeader."""
+    """Operator.RaftGetConfiguration / RaftRemovePeer / RaftTransferLeader, Snapshot.Restore."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -28,3 +32,10 @@ class Operator:
     @rpc_endpoint("Operator.RaftTransferLeader")
     async def raft_transfer_leader(self, peer_id: str) -> str:
         return await self.ctx.consensus.transfer_leader(peer_id)
+
+    @rpc_endpoint("Snapshot.Restore")
+    async def snapshot_restore(self, image: bytes) -> None:
+        """Replace the whole state with a verified image, through the log so every server applies it."""
+        result = await self.ctx.consensus.apply(RestoreRequest(image))
+        if isinstance(result, StateError):
+            raise result

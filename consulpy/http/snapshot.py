@@ -4,7 +4,7 @@ GET answers after a read barrier (everything committed before the request) unles
 Consul's gzip'd tar of meta.json, state.bin and SHA256SUMS, with consulpy's own state image as state.bin.
 PUT checks the whole archive (gzip, tar, checksums, metadata, image) before proposing a RestoreRequest, so a
 bad one changes nothing; every failure is Consul's 500 with its text. Imports: stdlib, aiohttp (request type),
-consulpy.fsm, consulpy.http, consulpy.server, consulpy.state.
+consulpy.http, consulpy.state (the restore goes through the Snapshot.Restore endpoint).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import BaseRequest
 
-from consulpy.fsm import RestoreRequest
 from consulpy.http.errors import HTTPError
 from consulpy.http.server import Reply, Route, read_body
-from consulpy.server.consensus import NoLeaderError
-from consulpy.state import StateError, StateStore
+from consulpy.state import StateStore
 from consulpy.state.snapshot import MAX_ARCHIVE_BYTES, SnapshotMeta, check_restorable, read_archive, write_archive
 
 if TYPE_CHECKING:
@@ -80,18 +78,10 @@ def _verified_image(archive: bytes) -> bytes:
 async def _restore(request: BaseRequest, agent: Agent) -> None:
     if "stale" in request.query:
         raise HTTPError(500, "stale not allowed for restore")
-    consensus = agent.consensus
-    if not consensus.is_leader():
-        leader = consensus.leader_address()
-        if not leader:
-            raise NoLeaderError()
-        raise HTTPError(500, f"snapshot restore must be sent to the leader's agent (the leader is {leader})")
     # Snapshots can be far larger than any other request body; the limit keeps an image within one Raft entry.
     archive = await read_body(request, MAX_ARCHIVE_BYTES, _too_large)
     image = await asyncio.get_running_loop().run_in_executor(None, _verified_image, archive)
-    result = await consensus.apply(RestoreRequest(image))
-    if isinstance(result, StateError):
-        raise result
+    await agent.operator.snapshot_restore(image)
     # As Consul's leader does after a restore: re-run its duties, so the catalog lists the servers again.
     if agent.cluster is not None:
         agent.cluster.wake()
