@@ -50,7 +50,7 @@ def main(seconds: float = SECONDS) -> list[Figure]:
         rates = [run_wrk(url, seconds, f"run {run} consulpy") for run in range(1, RUNS + 1)]
     finally:
         agent.stop()
-    return [(f"GET /v1/health/service/web?passing ({INSTANCES} instances) req/s, wrk -c64", median(rates), "≥ 8000")]
+    return [(f"GET /v1/health/service/web?passing ({INSTANCES} instances) req/s, wrk -c64", median(rates), "≥ 10000")]
 
 
 if __name__ == "__main__":

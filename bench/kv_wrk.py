@@ -93,7 +93,7 @@ def main(seconds: float = SECONDS) -> list[Figure]:
         finally:
             stop_process(etcd)
             agent.stop()
-    return [("GET /v1/kv/<key> req/s, wrk -c64 (peer: etcd 3.4 serializable range)", median(ours), "≥ 12000",
+    return [("GET /v1/kv/<key> req/s, wrk -c64 (peer: etcd 3.4 serializable range)", median(ours), "≥ 14000",
              median(theirs))]
 
 

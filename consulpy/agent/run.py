@@ -47,6 +47,9 @@ def banner(agent: Agent) -> str:
 
 
 def raise_fd_limit() -> None:
+    """Lift the open-files soft limit to the hard limit, once at start: every held blocking query and every
+    watcher's keep-alive connection is a socket, and a 1024 soft limit would refuse clients long before
+    memory or CPU run out (Go programs, Consul included, do the same at start since Go 1.19)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):

@@ -23,13 +23,14 @@ MAX_BODY = 1 << 20
 
 def cache_key(request: BaseRequest) -> Hashable:
     """What a read's body depends on besides the index: the raw path, every query parameter but
-    `index`/`wait` (filter, tag, near, pretty, passing, node-meta, consistency flags, ...), and the token."""
-    query = request.query
+    `index`/`wait` (filter, tag, near, pretty, passing, node-meta, consistency flags, ...), and the token.
+
+    Parameters are compared as sent (still percent-encoded), so distinct queries never share a key.
+    """
+    path, _, query = request.raw_path.partition("?")
     if "index" in query or "wait" in query:
-        path = request.raw_path.partition("?")[0]
-        items = tuple(item for item in query.items() if item[0] not in _WHEN_ONLY)
-        return path, items, get_token(request)
-    return request.raw_path, get_token(request)
+        query = "&".join(part for part in query.split("&") if part.partition("=")[0] not in _WHEN_ONLY)
+    return path, query, get_token(request)
 
 
 class RenderCache:
