@@ -36,11 +36,18 @@ def wire(code: int) -> Callable[[type[T]], type[T]]:
     return register
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _default(obj: Any) -> Any:
-    code = _CODE_OF.get(type(obj))
+    cls = type(obj)
+    code = _CODE_OF.get(cls)
     if code is None:
-        raise TypeError(f"cannot encode {type(obj).__name__}")
-    values = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+        raise TypeError(f"cannot encode {cls.__name__}")
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(obj))
+    values = [getattr(obj, name) for name in names]
     return msgpack.ExtType(code, msgpack.packb(values, default=_default, use_bin_type=True))
 
 

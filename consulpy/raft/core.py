@@ -474,6 +474,7 @@ class RaftNode:
         last_new = m.index + len(m.entries)
         if self.mut.truncate_always:
             log.entries = log.slice(log.first_index(), m.index + 1) + list(m.entries)
+            log.reindex()
             log.stabled = min(log.stabled, m.index)
             self._refresh_conf()
         else:
@@ -618,11 +619,10 @@ class RaftNode:
 
     def _conf_at(self, index: int) -> ConfState:
         conf = self.log.snapshot.conf
-        for e in self.log.entries:
-            if e.index > index:
+        for position in self.log.conf_indexes:
+            if position > index:
                 break
-            if e.type == EntryType.CONF_CHANGE:
-                conf = apply_conf_change(conf, decode(e.data))
+            conf = apply_conf_change(conf, decode(self.log.entry(position).data))
         return conf
 
     def _refresh_conf(self) -> None:

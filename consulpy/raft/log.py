@@ -1,18 +1,21 @@
 """The in-memory Raft log of one node: snapshot base, entries after it, and the commit/applied/stable marks.
 
 Entries above `stabled` have not been handed to storage yet; the node reports them in its next Ready.
+`conf_indexes` lists the configuration-change entries, so the configuration is found without a scan.
 Imports: stdlib, consulpy.raft.messages.
 """
 
 from __future__ import annotations
 
-from consulpy.raft.messages import Entry, Snapshot
+from consulpy.raft.messages import Entry, EntryType, Snapshot
 
 
 class RaftLog:
     def __init__(self, snapshot: Snapshot, entries: list[Entry], commit: int) -> None:
         self.snapshot = snapshot
         self.entries = [e for e in entries if e.index > snapshot.index]
+        self.conf_indexes: list[int] = []
+        self.reindex()
         self.committed = max(commit, snapshot.index)
         self.applied = snapshot.index
         self.stabled = self.last_index()
@@ -51,8 +54,19 @@ class RaftLog:
         if not entries:
             return
         first = entries[0].index
-        self.entries = self.slice(self.first_index(), first) + list(entries)
+        del self.entries[first - self.first_index():]
+        self.entries.extend(entries)
+        while self.conf_indexes and self.conf_indexes[-1] >= first:
+            self.conf_indexes.pop()
+        self.conf_indexes.extend(e.index for e in entries if e.type == EntryType.CONF_CHANGE)
         self.stabled = min(self.stabled, first - 1)
+
+    def reindex(self) -> None:
+        """Rebuild `conf_indexes` after `entries` was replaced wholesale."""
+        self.conf_indexes = [e.index for e in self.entries if e.type == EntryType.CONF_CHANGE]
+
+    def entry(self, index: int) -> Entry:
+        return self.entries[index - self.snapshot.index - 1]
 
     def find_conflict(self, entries: tuple[Entry, ...]) -> int:
         """Index of the first entry that is new or differs in term; 0 if all are already present."""
@@ -92,6 +106,7 @@ class RaftLog:
         """Replace the whole log by a snapshot received from the leader."""
         self.snapshot = snapshot
         self.entries = []
+        self.conf_indexes = []
         self.committed = snapshot.index
         self.stabled = snapshot.index
         self.unstable_snapshot = snapshot
@@ -99,4 +114,5 @@ class RaftLog:
     def compact(self, snapshot: Snapshot) -> None:
         """Drop entries covered by a snapshot the application took locally."""
         self.entries = self.slice(snapshot.index + 1, self.last_index() + 1)
+        self.conf_indexes = [i for i in self.conf_indexes if i > snapshot.index]
         self.snapshot = snapshot

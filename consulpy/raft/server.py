@@ -244,10 +244,7 @@ class RaftServer:
         node = self.node
         if node is None:
             return 0, []
-        conf_index = node.log.snapshot.index
-        for entry in node.log.entries:
-            if entry.type == EntryType.CONF_CHANGE:
-                conf_index = entry.index
+        conf_index = node.log.conf_indexes[-1] if node.log.conf_indexes else node.log.snapshot.index
         peers = []
         for member in (*node.conf.voters, *node.conf.learners):
             name, uuid = self.names.get(member, ("", ""))
