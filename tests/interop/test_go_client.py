@@ -1,9 +1,10 @@
-"""The official Go client `github.com/hashicorp/consul/api` against a real `consulpy agent -dev`.
+"""The official Go client `github.com/hashicorp/consul/api` against a real `consulpy agent -dev` and against
+a follower of a three-server cluster (the `consul` fixture of tests/interop/conftest.py).
 
 Builds tests/interop/go (a small program printing one `OK <step>` / `FAIL <step>: <reason>` line per
-step) once per session and runs it with CONSUL_HTTP_ADDR pointing at a fresh dev agent. Skips when `go`
-is missing or the build cannot fetch its modules (run `go mod download` in tests/interop/go first when
-the network is restricted).
+step) once per session and runs it with CONSUL_HTTP_ADDR pointing at the agent and INTEROP_SERVERS saying
+how many servers to expect. Skips when `go` is missing or the build cannot fetch its modules (run
+`go mod download` in tests/interop/go first when the network is restricted).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import AgentProcess
+from tests.interop.conftest import Consul
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 BINARY = GO_DIR / "bin" / "interop"
@@ -103,16 +104,17 @@ def go_binary() -> Path:
 
 
 @pytest.mark.timeout(420)
-def test_go_api_client(go_binary: Path, dev_agent: AgentProcess) -> None:
-    env = dict(os.environ, CONSUL_HTTP_ADDR=f"{dev_agent.address}:8500")
+def test_go_api_client(go_binary: Path, consul: Consul) -> None:
+    env = dict(os.environ, CONSUL_HTTP_ADDR=f"{consul.follower.address}:8500",
+               INTEROP_SERVERS=str(len(consul.servers)))
     for name in ("CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE", "CONSUL_HTTP_SSL", "CONSUL_HTTP_AUTH"):
         env.pop(name, None)
     try:
         result = subprocess.run([str(go_binary)], env=env, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"Go interop program hung; output so far:\n{exc.stdout!r}\nagent log:\n{dev_agent.log()}")
+        pytest.fail(f"Go interop program hung; output so far:\n{exc.stdout!r}{consul.logs()}")
     lines = result.stdout.splitlines()
-    report = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\nagent log:\n{dev_agent.log()}"
+    report = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}{consul.logs()}"
     results = {}
     for line in lines:
         status, _, rest = line.partition(" ")
@@ -122,3 +124,4 @@ def test_go_api_client(go_binary: Path, dev_agent: AgentProcess) -> None:
     assert not failed, "\n".join(failed) + "\n" + report
     assert result.returncode == 0, report
     assert sorted(results) == sorted(EXPECTED_STEPS), report
+    consul.assert_no_traceback()

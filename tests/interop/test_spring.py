@@ -1,4 +1,6 @@
-"""A Spring Cloud Consul application (tests/interop/spring) against a real `consulpy agent -dev`.
+"""A Spring Cloud Consul application (tests/interop/spring) against a real `consulpy agent -dev` and against a
+three-server cluster (the `consul` fixture of tests/interop/conftest.py), one instance on a follower and one
+on the leader.
 
 Builds the app once per session and flavour (`boot3`: Spring Boot 3.5 with Spring Cloud Consul 4.3 over the
 Ecwid consul-api client; `boot4`: Spring Boot 4.0 with Spring Cloud Consul 5.0 and its own client; `boot27`:
@@ -25,6 +27,7 @@ import pytest
 import requests
 
 from tests.agentproc import AgentProcess, wait_until
+from tests.interop.conftest import Consul
 
 SPRING_DIR = Path(__file__).resolve().parent / "spring"
 SERVICE = "interop-app"
@@ -190,27 +193,30 @@ def _unexpected_log_records(app: SpringApp) -> list[str]:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("flavour", ["boot3", "boot4", "boot27"])
-def test_spring_cloud_consul_app(flavour: str, spring_jar: Callable[[str], Path], dev_agent: AgentProcess,
+@pytest.mark.parametrize(("flavour", "consul"), [(flavour, kind) for kind in ("dev", "cluster")
+                                                 for flavour in ("boot3", "boot4", "boot27")], indirect=["consul"])
+def test_spring_cloud_consul_app(flavour: str, spring_jar: Callable[[str], Path], consul: Consul,
                                  start_app: Callable[..., SpringApp]) -> None:
     jar = spring_jar(flavour)
-    kv = f"{dev_agent.http}/v1/kv/config/{SERVICE}/greeting"
+    agent = consul.follower  # where the test reads and writes; on a cluster, forwarded to the leader
+    kv = f"{agent.http}/v1/kv/config/{SERVICE}/greeting"
     assert requests.put(kv, data="hello from consulpy", timeout=5).json() is True
 
-    # .3 sends a TTL heartbeat (carrying its actuator health); .4 has the agent poll /actuator/health.
-    ttl_app = start_app(jar, 3, dev_agent)
-    http_app = start_app(jar, 4, dev_agent, "--spring.cloud.consul.discovery.heartbeat.enabled=false")
+    # .3 sends a TTL heartbeat (carrying its actuator health) to a follower; .4, registered with the leader,
+    # has that agent poll its /actuator/health (on a dev agent both talk to the same one).
+    ttl_app = start_app(jar, 3, consul.follower)
+    http_app = start_app(jar, 4, consul.leader, "--spring.cloud.consul.discovery.heartbeat.enabled=false")
     apps = (ttl_app, http_app)
 
     def report() -> str:
-        return "".join(f"\n--- {a.instance_id} log:\n{a.log()}" for a in apps) + f"\n--- agent log:\n{dev_agent.log()}"
+        return "".join(f"\n--- {a.instance_id} log:\n{a.log()}" for a in apps) + consul.logs()
 
     try:
         wait_until(lambda: all(a.get("/id") for a in apps), timeout=120)
-        wait_until(lambda: set(_health(dev_agent, passing=True)) == {a.instance_id for a in apps}, timeout=15)
+        wait_until(lambda: set(_health(agent, passing=True)) == {a.instance_id for a in apps}, timeout=15)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_health(dev_agent, passing=False)}{report()}") from None
-    entries = _health(dev_agent, passing=True)
+        raise AssertionError(f"{exc}\n{_health(agent, passing=False)}{report()}") from None
+    entries = _health(agent, passing=True)
     for app, kind in ((ttl_app, "ttl"), (http_app, "http")):
         entry = entries[app.instance_id]
         assert app.get("/id") == app.instance_id
@@ -241,18 +247,19 @@ def test_spring_cloud_consul_app(flavour: str, spring_jar: Callable[[str], Path]
     # SIGKILL: no deregistration, so the TTL check goes critical (TTL 3 s) and the instance leaves ?passing.
     ttl_app.send(signal.SIGKILL)
     try:
-        wait_until(lambda: set(_health(dev_agent, passing=True)) == {http_app.instance_id}, timeout=10)
+        wait_until(lambda: set(_health(agent, passing=True)) == {http_app.instance_id}, timeout=10)
     except AssertionError:
-        raise AssertionError(f"killed instance still passing: {_health(dev_agent, passing=False)}") from None
-    killed = _service_check(_health(dev_agent, passing=False)[ttl_app.instance_id])
+        raise AssertionError(f"killed instance still passing: {_health(agent, passing=False)}") from None
+    killed = _service_check(_health(agent, passing=False)[ttl_app.instance_id])
     assert (killed["Status"], killed["Output"]) == ("critical", "TTL expired")
 
     # SIGTERM: the app deregisters itself on shutdown.
     assert http_app.send(signal.SIGTERM) in (0, 143)
-    catalog = f"{dev_agent.http}/v1/catalog/service/{SERVICE}"
+    catalog = f"{agent.http}/v1/catalog/service/{SERVICE}"
     wait_until(lambda: [s["ServiceID"] for s in requests.get(catalog, timeout=5).json()] == [ttl_app.instance_id],
                timeout=5)
-    assert http_app.instance_id not in requests.get(f"{dev_agent.http}/v1/agent/services", timeout=5).json()
+    assert http_app.instance_id not in requests.get(f"{consul.leader.http}/v1/agent/services", timeout=5).json()
 
     problems = _unexpected_log_records(ttl_app) + _unexpected_log_records(http_app)
     assert not problems, "\n".join(problems) + report()
+    consul.assert_no_traceback()
