@@ -151,8 +151,10 @@ class RaftServer:
         storage = self.storage
         assert storage is not None
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, storage.wal.append, entries,
-                                   HardState(term=1, vote=0, commit=len(entries)))
+        # A vote this server already cast (before it had a log) must survive: keep its term and vote.
+        held = storage.wal.hard_state
+        founding = HardState(term=max(1, held.term), vote=held.vote, commit=len(entries))
+        await loop.run_in_executor(self._executor, storage.wal.append, entries, founding)
         self._run(await loop.run_in_executor(self._executor, self._load_node, storage))
         log.info("bootstrapped a cluster of %d servers", len(voters))
 
