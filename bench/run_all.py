@@ -16,6 +16,7 @@ from bench import (
     dns_perf,
     gossip_sim,
     health_wrk,
+    kv_write,
     kv_wrk,
     read_under_hold,
     startup,
@@ -57,7 +58,7 @@ def row(figure: Figure) -> str:
 
 def main() -> None:
     rows = []
-    for bench in (startup, kv_wrk, health_wrk, dns_perf, blocking_hold, read_under_hold, wal_append,
+    for bench in (startup, kv_wrk, health_wrk, dns_perf, blocking_hold, read_under_hold, wal_append, kv_write,
                   gossip_sim):
         for figure in bench.main():
             print(format_figure(figure), flush=True)
