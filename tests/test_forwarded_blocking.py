@@ -1,7 +1,7 @@
 """A blocking read a follower forwards to the leader, when that leader dies mid-wait: like Consul, the follower
 holds it for a new leader (rpc_hold_timeout plus the read's own wait) and runs it there, so the client sees
-the next change rather than a 500. Found by the Go client's `api.Lock`, whose monitor loses the lock on any
-error. Imports: stdlib, requests, tests.
+the next change rather than a 500 (on which, for one, the Go client's `api.Lock` monitor gives the lock up:
+its MonitorRetries default to 0). Imports: stdlib, requests, tests.
 """
 
 from __future__ import annotations
