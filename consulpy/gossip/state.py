@@ -449,11 +449,11 @@ class Memberlist:
             if len(message.meta) <= META_MAX_SIZE:
                 self._alive_node(message, now)
         elif isinstance(message, Suspect | Dead):
-            self._correct_stale(message, source)
             if isinstance(message, Suspect):
                 self._suspect_node(message, now)
             else:
                 self._dead_node(message, now)
+            self._correct_stale(message, source)
         else:
             self._out.events.append(UserMessage(message.payload))
 
@@ -566,14 +566,22 @@ class Memberlist:
         self._member_event(MemberEventKind.LEAVE if node.state == MemberState.LEFT else MemberEventKind.FAIL, node)
 
     def _correct_stale(self, accusation: Suspect | Dead, source: Address) -> None:
-        """Answer an accusation older than a member's alive incarnation with that alive message, straight to
-        the sender. The sender missed the refutation, which gossip reaches each member with only high
-        probability; left alone, its suspicion timer would declare a live member failed. (memberlist drops
-        such messages silently; this reply is consulpy's addition and uses only the Alive message.)"""
+        """Answer an accusation older than a member's alive incarnation (including one we have just refuted)
+        with that alive message, straight to the sender, and to the accuser when the member is us. A sender
+        of old news has not seen the refutation, which gossip reaches each member with only high probability,
+        and the accuser's timer is the one sure to run; left alone, it would declare a live member failed.
+        (memberlist drops such messages silently; this reply is consulpy's addition, using only Alive.)"""
         node = self._by_name.get(accusation.node)
-        if node is not None and node.state == MemberState.ALIVE and accusation.incarnation < node.incarnation:
-            self.stats["stale_corrected"] += 1
-            self._send(source, [encode(Alive(node.incarnation, node.name, node.address, node.meta))])
+        if node is None or node.state != MemberState.ALIVE or accusation.incarnation >= node.incarnation:
+            return
+        targets = {source}
+        accuser = self._by_name.get(accusation.from_node)
+        if node.name == self.name and accuser is not None and accuser is not node:
+            targets.add(accuser.address)
+        self.stats["stale_corrected"] += 1
+        alive = encode(Alive(node.incarnation, node.name, node.address, node.meta))
+        for address in sorted(targets):
+            self._send(address, [alive])
 
     def _refute(self, me: _Node, accused: int) -> None:
         """Gossip that we are alive, with an incarnation beating the accusation."""

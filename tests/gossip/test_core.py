@@ -302,8 +302,11 @@ def _gossip_for(core: Memberlist, seconds: float, start: float = 1.0, skip: str 
 
 def test_a_suspected_member_refutes_with_a_higher_incarnation() -> None:
     a, _ = _pair()
-    a.receive_packet("x:1", encode(Suspect(1, "a", "x")), 1.0)
+    a.receive_packet("x:1", encode(Suspect(1, "a", "b")), 1.0)
     assert a.member("a").incarnation == 2 and a.health_score == 1  # type: ignore[union-attr]
+    told = a.poll().packets
+    assert sorted(p.address for p in told) == ["b:8301", "x:1"], "the relay and the accuser hear it directly"
+    assert all(Alive(2, "a", "a:8301", b"") in _messages(Output(packets=[p])) for p in told)
     assert Alive(2, "a", "a:8301", b"") in _gossip_for(a, 1.0)
 
 
