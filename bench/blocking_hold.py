@@ -181,11 +181,13 @@ async def hold_and_wake(agent: DevAgent, count: int) -> dict[str, float]:
     holding = held.open_now()
     rss_after = rss_kib(pid)
     new_value = b"after-%d" % time.monotonic_ns()
+    used = cpu_seconds(pid)
     sent = time.monotonic()
     status = await put(agent.address, KEY, new_value)
     deadline = sent + WAKE_TIMEOUT
     while held.open_now() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+    wake_cpu = cpu_seconds(pid) - used
     expected = base64.b64encode(new_value)
     woken = [q for q in held.queries if q.done_at and q.status == 200 and q.index > index and expected in q.body]
     delays = sorted(q.done_at - sent for q in woken)
@@ -199,10 +201,12 @@ async def hold_and_wake(agent: DevAgent, count: int) -> dict[str, float]:
         "p50": delays[len(delays) // 2] if delays else float("inf"),
         "last": delays[-1] if len(woken) == holding and delays else float("inf"),
         "park": park_seconds,
+        "cpu_us_each": 1e6 * wake_cpu / max(len(woken), 1),
     }
     print(f"  {holding} held of {count} opened ({held.failed} failed to connect) in {park_seconds:.1f} s; "
           f"RSS +{(rss_after - rss_before) / 1024:.1f} MiB = {result['kib_each']:.2f} KiB each; "
-          f"one PUT woke {len(woken)} with the new value, p50 {result['p50']:.3f} s, last {result['last']:.3f} s",
+          f"one PUT woke {len(woken)} with the new value, p50 {result['p50']:.3f} s, last {result['last']:.3f} s "
+          f"(agent CPU {result['cpu_us_each']:.0f} µs per woken query)",
           flush=True)
     return result
 

@@ -5,6 +5,7 @@ Imports: aiohttp (request type), consulpy.endpoints, consulpy.fsm, consulpy.http
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import BaseRequest
@@ -105,33 +106,61 @@ async def catalog_datacenters(request: BaseRequest, agent: Agent, tail: str) -> 
     return agent.catalog.datacenters()
 
 
+# Body builders for the cached reads (see Reply.build). They are module functions bound with partial rather
+# than closures: a handler's frame stays alive while its blocking query waits, and closures would give it
+# a cell per captured name.
+
+def _nodes_body(request: BaseRequest, nodes: list[Node], dc: str) -> list[Any]:
+    return filter_items(request, (node_json(n, dc) for n in nodes))
+
+
+def _services_body(request: BaseRequest, pairs: list[tuple[Node, NodeService]], dc: str) -> dict[str, list[str]]:
+    if request.query.get("filter"):
+        kept = filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs))
+        names = [(item["ServiceName"], item["ServiceTags"]) for item in kept]
+    else:
+        names = [(svc.service, svc.tags) for _, svc in pairs]
+    services: dict[str, list[str]] = {}
+    for name, tags in names:
+        known = services.setdefault(name, [])
+        for tag in tags:
+            if tag not in known:
+                known.append(tag)
+    return services
+
+
+def _service_nodes_body(request: BaseRequest, pairs: list[tuple[Node, NodeService]], dc: str) -> list[Any]:
+    return filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs))
+
+
+def _node_body(request: BaseRequest, node: Node, services: list[NodeService], dc: str) -> dict[str, Any]:
+    kept = filter_items(request, (service_json(s) for s in services))
+    return {"Node": node_json(node, dc), "Services": {s["ID"]: s for s in kept}}
+
+
+def _node_services_body(request: BaseRequest, node: Node, services: list[NodeService], dc: str) -> dict[str, Any]:
+    return {"Node": node_json(node, dc), "Services": filter_items(request, (service_json(s) for s in services))}
+
+
+def _checks_body(request: BaseRequest, checks: list[HealthCheck]) -> list[Any]:
+    return filter_items(request, (check_json(c) for c in checks))
+
+
+def _health_service_body(request: BaseRequest, found: list[tuple[Node, NodeService, list[HealthCheck]]],
+                         dc: str) -> list[Any]:
+    return filter_items(request, [check_service_node_json(n, s, c, dc) for n, s, c in found])
+
+
 async def catalog_nodes(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     meta, nodes = await agent.catalog.list_nodes(opts, node_meta_filters(request))
-    dc = agent.datacenter
-    return Reply(meta=meta, build=lambda: filter_items(request, (node_json(n, dc) for n in nodes)))
+    return Reply(meta=meta, build=partial(_nodes_body, request, nodes, agent.datacenter))
 
 
 async def catalog_services(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     meta, pairs = await agent.catalog.list_services(opts, node_meta_filters(request))
-
-    def build() -> dict[str, list[str]]:
-        if request.query.get("filter"):
-            dc = agent.datacenter
-            kept = filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs))
-            names = [(item["ServiceName"], item["ServiceTags"]) for item in kept]
-        else:
-            names = [(svc.service, svc.tags) for _, svc in pairs]
-        services: dict[str, list[str]] = {}
-        for name, tags in names:
-            known = services.setdefault(name, [])
-            for tag in tags:
-                if tag not in known:
-                    known.append(tag)
-        return services
-
-    return Reply(meta=meta, build=build)
+    return Reply(meta=meta, build=partial(_services_body, request, pairs, agent.datacenter))
 
 
 def _required(tail: str, what: str) -> str:
@@ -145,8 +174,7 @@ async def catalog_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     tags = request.query.getall("tag", [])
     meta, pairs = await agent.catalog.service_nodes(opts, name, tags, node_meta_filters(request))
-    dc = agent.datacenter
-    return Reply(meta=meta, build=lambda: filter_items(request, (catalog_service_json(n, s, dc) for n, s in pairs)))
+    return Reply(meta=meta, build=partial(_service_nodes_body, request, pairs, agent.datacenter))
 
 
 async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -155,12 +183,7 @@ async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
         return Reply(None, meta, raw=b"null")
-
-    def build() -> dict[str, Any]:
-        kept = filter_items(request, (service_json(s) for s in services))
-        return {"Node": node_json(node, agent.datacenter), "Services": {s["ID"]: s for s in kept}}
-
-    return Reply(meta=meta, build=build)
+    return Reply(meta=meta, build=partial(_node_body, request, node, services, agent.datacenter))
 
 
 async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -169,26 +192,21 @@ async def catalog_node_services(request: BaseRequest, agent: Agent, tail: str) -
     meta, (node, services) = await agent.catalog.node_services(opts, name)
     if node is None:
         return Reply({"Node": None, "Services": None}, meta)
-
-    def build() -> dict[str, Any]:
-        rendered = filter_items(request, (service_json(s) for s in services))
-        return {"Node": node_json(node, agent.datacenter), "Services": rendered}
-
-    return Reply(meta=meta, build=build)
+    return Reply(meta=meta, build=partial(_node_services_body, request, node, services, agent.datacenter))
 
 
 async def health_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "node name")
     opts = query_options(request, agent.datacenter)
     meta, checks = await agent.health.node_checks(opts, name)
-    return Reply(meta=meta, build=lambda: filter_items(request, (check_json(c) for c in checks)))
+    return Reply(meta=meta, build=partial(_checks_body, request, checks))
 
 
 async def health_checks(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "service name")
     opts = query_options(request, agent.datacenter)
     meta, checks = await agent.health.service_checks(opts, name, node_meta_filters(request))
-    return Reply(meta=meta, build=lambda: filter_items(request, (check_json(c) for c in checks)))
+    return Reply(meta=meta, build=partial(_checks_body, request, checks))
 
 
 async def health_state(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -218,9 +236,7 @@ async def health_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     passing = parse_passing(request)
     tags = request.query.getall("tag", [])
     meta, found = await agent.health.service_nodes(opts, name, tags, passing, node_meta_filters(request))
-    dc = agent.datacenter
-    return Reply(meta=meta, build=lambda: filter_items(request, [check_service_node_json(n, s, c, dc)
-                                                                 for n, s, c in found]))
+    return Reply(meta=meta, build=partial(_health_service_body, request, found, agent.datacenter))
 
 
 async def status_leader(request: BaseRequest, agent: Agent, tail: str) -> Any:

@@ -10,6 +10,8 @@ the cleaned path. Imports: stdlib, aiohttp (request type), consulpy.endpoints, c
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote
 
@@ -20,7 +22,7 @@ from consulpy.http.errors import HTTPError, bad_request
 from consulpy.http.params import MAX_UINT64, query_options
 from consulpy.http.render import kv_json
 from consulpy.http.server import Reply, Route, read_body
-from consulpy.state import KVOp
+from consulpy.state import DirEntry, KVOp
 from consulpy.state.kv_ops import go_quote
 
 if TYPE_CHECKING:
@@ -116,18 +118,24 @@ def _separator(request: BaseRequest) -> str:
     return query.get("seperator", "")
 
 
+def _entries_json(entries: Iterable[DirEntry]) -> list[dict[str, Any]]:
+    return [kv_json(entry) for entry in entries]
+
+
 async def _get(request: BaseRequest, agent: Agent, key: str, opts: QueryOptions) -> Reply:
+    # Bodies are built by module functions bound with partial, not closures: this frame stays alive while
+    # a blocking query waits, and closures would give it a cell per captured name.
     query = request.query
     if "keys" in query:
         meta, keys = await agent.kvs.list_keys(opts, key, _separator(request))
         if not keys and key:
             return Reply(meta=meta, status=404)
-        return Reply(meta=meta, build=lambda: keys)
+        return Reply(meta=meta, build=keys.copy)
     if "recurse" in query:
         meta, entries = await agent.kvs.list_entries(opts, key)
         if not entries:
             return Reply(meta=meta, status=404)
-        return Reply(meta=meta, build=lambda: [kv_json(e) for e in entries])
+        return Reply(meta=meta, build=partial(_entries_json, entries))
     if not key:
         raise bad_request("Missing key name")
     meta, entry = await agent.kvs.get(opts, key)
@@ -136,7 +144,7 @@ async def _get(request: BaseRequest, agent: Agent, key: str, opts: QueryOptions)
     if "raw" in query:
         return Reply(meta=meta, raw=entry.value or b"", content_type="text/plain",
                      headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"})
-    return Reply(meta=meta, build=lambda: [kv_json(entry)])
+    return Reply(meta=meta, build=partial(_entries_json, (entry,)))
 
 
 async def _put(request: BaseRequest, agent: Agent, key: str) -> bool:

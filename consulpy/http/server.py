@@ -151,7 +151,8 @@ class HTTPServer:
             return self._response(405, f"method {request.method} not allowed".encode(), TEXT_UTF8,
                                   {"Allow": self._allow(route)})
         try:
-            return self._render(request, await route.handler(request, self.agent, tail))
+            result = await route.handler(request, self.agent, tail)
+            return self._render(request, result)
         except HTTPError as exc:
             return self._error(request, exc)
         except (NoLeaderError, RPCError) as exc:
