@@ -62,7 +62,8 @@ def test_sighup_reloads_log_level(start_agent, tmp_path: Path) -> None:
     (("-dev", "-http-port", "eighty"), "eighty"),
     (("-dev", "-log-level", "loud"), "loud"),
     (("-dev", "-bootstrap-expect", "3"), "bootstrap"),
-    (("-data-dir", "/nonexistent-consulpy", "-server"), "-dev"),
+    (("-data-dir", "/nonexistent-consulpy"), "client agents are not available in this build yet"),
+    (("-server",), "data_dir cannot be empty"),
     ((), "data_dir"),
 ])
 def test_bad_command_lines_exit_1(args: tuple[str, ...], message: str) -> None:
