@@ -18,6 +18,7 @@ from consulpy.agent.ae import AntiEntropy, sync_interval
 from consulpy.agent.checks import CheckRunners
 from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
 from consulpy.agent.definitions import RegistrationError
+from consulpy.agent.events import UserEvents
 from consulpy.agent.local import LocalOptions, LocalState
 from consulpy.agent.logs import set_level
 from consulpy.dns.server import DNSServer
@@ -112,6 +113,7 @@ class Agent:
         self.health = Health(self.server)
         self.check_runners = CheckRunners()
         self.local = LocalState(self.node_name, self.check_runners, LocalOptions.from_config(config))
+        self.events = UserEvents(self.node_name, self.local.services, config.disable_remote_exec)
         self.ae = AntiEntropy(self.local, self.catalog, self.health, self.node_record, sync_interval(config))
         self.local.on_change = self.ae.trigger
         self.kvs = KVS(self.server)
