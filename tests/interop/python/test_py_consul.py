@@ -469,6 +469,61 @@ def test_locks_with_kv_acquire_and_release(dev_agent: AgentProcess) -> None:
     assert c.session.destroy(first) is True
 
 
+# ------------------------------------------------------------------------------------------ events
+
+
+def test_event_fire_list_filters_and_blocking(dev_agent: AgentProcess) -> None:
+    c = client(dev_agent)
+    index, events = c.event.list()
+    assert (index, events) == ("1", [])
+
+    fired = c.event.fire("deploy", "v1.2.3", node=node_name(dev_agent))
+    assert fired["Name"] == "deploy"
+    assert base64.b64decode(fired["Payload"]) == b"v1.2.3"
+    assert (fired["NodeFilter"], fired["Version"], fired["LTime"]) == (node_name(dev_agent), 1, 0)
+    empty = c.event.fire("restart")
+    assert empty["Payload"] is None
+    # An event for another node is not kept by this agent.
+    assert c.event.fire("elsewhere", node="^another-node$")["Name"] == "elsewhere"
+
+    index, events = c.event.list()
+    assert [e["ID"] for e in events] == [fired["ID"], empty["ID"]]
+    assert events[0]["Payload"] == b"v1.2.3"  # the library decodes Payload
+    assert events[1]["Payload"] is None
+    assert [e["LTime"] for e in events] == [1, 2]
+    digits = empty["ID"].replace("-", "")
+    assert int(index) == int(digits[:16], 16) ^ int(digits[16:], 16)
+    _, deploys = c.event.list(name="deploy")
+    assert [e["ID"] for e in deploys] == [fired["ID"]]
+
+    # Blocking on the index: nothing happens → the wait runs out with the same index; a fire wakes it.
+    started = time.monotonic()
+    same_index, same = c.event.list(index=index, wait="300ms")
+    assert time.monotonic() - started >= 0.29
+    assert (same_index, len(same)) == (index, 2)
+    firer = threading.Timer(0.3, lambda: client(dev_agent).event.fire("wake", "now"))
+    firer.start()
+    try:
+        started = time.monotonic()
+        new_index, woken = c.event.list(index=index, wait="10s")
+        elapsed = time.monotonic() - started
+    finally:
+        firer.join()
+    assert 0.25 <= elapsed < 5
+    assert new_index != index
+    assert [e["Name"] for e in woken] == ["deploy", "restart", "wake"]
+
+    # Consul's errors reach the caller as the library maps them.
+    with pytest.raises(consul.ConsulException, match=r"^500 Cannot provide tag filter without service filter$"):
+        c.event.fire("bad", tag="v1")
+    with pytest.raises(consul.ConsulException, match=r"^500 error broadcasting event: user event exceeds configured "
+                                                     r"limit of 512 bytes before encoding$"):
+        c.event.fire("big", "x" * 600)
+    with pytest.raises(consul.ConsulException, match="No path to datacenter"):
+        c.event.fire("remote", dc="dc2")
+    assert len(c.event.list()[1]) == 3
+
+
 # ------------------------------------------------------------------------------------- status, txn
 
 
