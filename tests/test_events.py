@@ -1,5 +1,6 @@
 """User events against real dev agents: /v1/event/fire and /v1/event/list shapes, the UUID-derived index,
-blocking lists, the receiving-side filters, the ring of 256, Consul's errors, and `consulpy event`."""
+blocking lists, the receiving-side filters, the ring of 256, Consul's errors, and `consulpy event`; and the
+`ingest` entry point the gossip layer will call, exercised directly."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from consulpy.agent.events import SERF_EVENT_WINDOW, SerfUserEvent, UserEvent, UserEvents
+from consulpy.state import NodeService
 from tests.agentproc import ROOT, AgentProcess
 
 UUID_HEX = frozenset("0123456789abcdef")
@@ -266,3 +269,27 @@ def test_concurrent_blocked_lists_all_wake(dev_agent: AgentProcess) -> None:
         thread.join(5)
     assert len(results) == 20
     assert {int(r.headers["X-Consul-Index"]) for r in results} == {uuid_index(event["ID"])}
+
+
+def test_ingest_is_the_gossip_entry_point() -> None:
+    """What the Serf layer will call: duplicates and stale times are dropped, the clock follows, filters apply."""
+    events = UserEvents("node-a", lambda: {"api-1": NodeService(id="api-1", service="api", tags=("blue",))})
+    remote = UserEvent("0f8e2a64-7a7f-4d6a-9f39-3c1b8f0e9a11", "deploy", b"v9", service_filter="api",
+                       tag_filter="blue")
+    message = SerfUserEvent(40, "consul:event:deploy", remote.encode())
+    assert events.ingest(message) is True
+    assert events.ingest(message) is False  # gossip delivers the same event more than once
+    assert events.clock.time == 41
+    assert events.events() == [UserEvent(remote.id, "deploy", b"v9", "", "api", "blue", 1, 40)]
+
+    other_node = UserEvent("1f8e2a64-7a7f-4d6a-9f39-3c1b8f0e9a12", "deploy", node_filter="^node-b$")
+    assert events.ingest(SerfUserEvent(41, "consul:event:deploy", other_node.encode())) is False
+    assert events.ingest(SerfUserEvent(42, "not-a-consul-event", remote.encode())) is False
+    assert events.ingest(SerfUserEvent(43, "consul:event:junk", b"\xc1")) is False
+
+    events.clock.witness(10 * SERF_EVENT_WINDOW)
+    stale = UserEvent("2f8e2a64-7a7f-4d6a-9f39-3c1b8f0e9a13", "late")
+    assert events.ingest(SerfUserEvent(44, "consul:event:late", stale.encode())) is False
+    fired = events.fire("local")
+    assert [event.id for event in events.events()] == [remote.id, fired.id]
+    assert events.events("local")[0].ltime == 10 * SERF_EVENT_WINDOW + 1

@@ -1,13 +1,14 @@
-"""Consul's user events as an agent holds them: validation, the Serf size limits, the receiving-side filters,
-the ring of the last 256 events, the Lamport clock, and blocking waits on the ring.
+"""Consul's user events as an agent holds them: validation, the receiving-side filters, the ring of the last 256
+events and blocking waits on it; until the Serf layer exists, also Serf's part (size limits, Lamport clock,
+de-duplication window).
 
-The seam for gossip: `fire(params)` validates and encodes an event as Consul does (msgpack, Consul's codec
-names), then hands a `SerfUserEvent` (name `consul:event:<name>`, the encoded event, its Lamport time) to the
-pluggable `broadcaster`. Until the Serf layer exists the broadcaster is local delivery: `ingest` on this same
-object. The Serf layer will install a broadcaster that queues the message for gossip and delivers it locally,
-and will call `ingest(message)` for each user event received from another member; `ingest` witnesses its
-Lamport time, drops it when it falls outside Serf's 512-slot window or its ID was seen already, applies the
-node/service/tag filters against this agent, and appends it to the ring, waking blocked `/v1/event/list`.
+The seam for gossip: `fire` validates and encodes an event as Consul does (msgpack, Consul's codec names) and
+`broadcast` hands a `SerfUserEvent` (name `consul:event:<name>`, the encoded event, its Lamport time) to the
+pluggable `broadcaster`, which today is `ingest` on this same object (local delivery only). The Serf layer will
+install a broadcaster that gossips the message and delivers it locally, and call `ingest` with every user event
+it receives (anything with `ltime`, `name`, `payload`: `GossipedUserEvent`). `ingest` witnesses the Lamport time,
+drops events outside Serf's 512-slot window or whose ID it has seen, applies the node/service/tag filters to this
+agent, appends to the ring and wakes blocked `/v1/event/list` queries.
 Imports: stdlib, msgpack, consulpy.filter (Go regexp translation), consulpy.state (records).
 """
 
@@ -22,6 +23,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgpack
 
@@ -158,7 +160,31 @@ class SerfUserEvent:
         return bytes((SERF_USER_EVENT_TYPE,)) + msgpack.packb(body, use_bin_type=False)
 
 
-Broadcaster = Callable[[SerfUserEvent], None]
+Broadcaster = Callable[[SerfUserEvent], object]
+
+
+class GossipedUserEvent(Protocol):
+    """What `ingest` reads from a Serf user event: a `SerfUserEvent`, or the Serf layer's own record of one."""
+
+    @property
+    def ltime(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+
+def bad_filter(node_filter: str, service_filter: str, tag_filter: str) -> tuple[str, GoRegexpError] | None:
+    """The first of the filters Go's regexp package refuses, as ("node"|"service"|"tag", its error)."""
+    for label, pattern in (("node", node_filter), ("service", service_filter), ("tag", tag_filter)):
+        if pattern:
+            try:
+                compile_go_regexp(pattern)
+            except GoRegexpError as exc:
+                return label, exc
+    return None
 
 
 def validate(name: str, node_filter: str = "", service_filter: str = "", tag_filter: str = "") -> None:
@@ -167,12 +193,9 @@ def validate(name: str, node_filter: str = "", service_filter: str = "", tag_fil
         raise UserEventError("User event missing name")
     if tag_filter and not service_filter:
         raise UserEventError("Cannot provide tag filter without service filter")
-    for label, pattern in (("node", node_filter), ("service", service_filter), ("tag", tag_filter)):
-        if pattern:
-            try:
-                compile_go_regexp(pattern)
-            except GoRegexpError as exc:
-                raise UserEventError(f"Invalid {label} filter: {exc}") from None
+    bad = bad_filter(node_filter, service_filter, tag_filter)
+    if bad is not None:
+        raise UserEventError(f"Invalid {bad[0]} filter: {bad[1]}")
 
 
 class LamportClock:
@@ -234,7 +257,7 @@ class UserEvents:
 
     # ------------------------------------------------------------------ receiving
 
-    def ingest(self, message: SerfUserEvent) -> bool:
+    def ingest(self, message: GossipedUserEvent) -> bool:
         """Take a user event from Serf (local or gossiped); True when it entered the ring."""
         self.clock.witness(message.ltime)
         if not message.name.startswith(EVENT_NAME_PREFIX):

@@ -7,7 +7,7 @@ consulpy.cli.base, consulpy.cli.http, consulpy.agent.events (Go regexp compilati
 
 from __future__ import annotations
 
-from consulpy.agent.events import GoRegexpError, compile_go_regexp
+from consulpy.agent.events import bad_filter
 from consulpy.cli.base import Call, Command, Fail, command_help, err, out
 from consulpy.cli.goflags import FlagSet
 from consulpy.cli.http import ApiError
@@ -32,12 +32,9 @@ def fire(call: Call) -> int:
     name, node, service, tag = values["name"], values["node"], values["service"], values["tag"]
     if not name:
         return _usage_error(call, "Event name must be specified")
-    for label, pattern in (("node", node), ("service", service), ("tag", tag)):
-        if pattern:
-            try:
-                compile_go_regexp(pattern)
-            except GoRegexpError as exc:
-                raise Fail(f"Failed to compile {label} filter regexp: {exc}") from None
+    bad = bad_filter(node, service, tag)
+    if bad is not None:
+        raise Fail(f"Failed to compile {bad[0]} filter regexp: {bad[1]}")
     if tag and not service:
         raise Fail("Cannot provide tag filter without service filter.")
     if len(call.args) > 1:
