@@ -21,7 +21,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import asyncio_dgram
 
@@ -213,6 +213,9 @@ class GossipTransport:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._udp is not None:
             self._udp.close()
+            # The socket itself is closed on the loop's next iteration; let it be, so the port is free
+            # when stop returns.
+            await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
         for waiters in self._join_waiters.values():
@@ -383,7 +386,8 @@ class GossipTransport:
                 # An ICMP error from an earlier send, reported on this socket: nothing to do with this read.
                 self.stats["udp_errors"] += 1
                 continue
-            self._ingest_packet(data, join_host_port(source[0], source[1]))
+            host, port = cast(tuple[str, int], source)[:2]
+            self._ingest_packet(data, join_host_port(host, port))
 
     def _ingest_packet(self, data: bytes, source: Address) -> None:
         self.stats["packets_received"] += 1
