@@ -130,7 +130,7 @@ async def _get(request: BaseRequest, agent: Agent, key: str, opts: QueryOptions)
         meta, keys = await agent.kvs.list_keys(opts, key, _separator(request))
         if not keys and key:
             return Reply(meta=meta, status=404)
-        return Reply(meta=meta, build=keys.copy)
+        return Reply(meta=meta, build=partial(list, keys))
     if "recurse" in query:
         meta, entries = await agent.kvs.list_entries(opts, key)
         if not entries:
