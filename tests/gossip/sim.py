@@ -187,7 +187,8 @@ class Sim:
     def _join(self, member: SimMember, seed_address: str) -> None:
         self._call(member, lambda c: c.join([seed_address], self.now))
 
-    def _latency(self) -> float:
+    def _latency(self, src: SimMember, dst: SimMember | None) -> float:
+        """One-way delay from `src` to `dst`; uniform here, pairwise in simulators that model a topology."""
         return self.rng.uniform(*self.delay)
 
     def _reachable(self, src: SimMember, dst: SimMember | None) -> bool:
@@ -204,7 +205,7 @@ class Sim:
             dst = self.by_address.get(packet.address)
             if self._reachable(member, dst) and self.rng.random() >= self.loss:
                 assert dst is not None
-                self._schedule(self.now + self._latency() + dst.lag,
+                self._schedule(self.now + self._latency(member, dst) + dst.lag,
                                partial(self._receive, dst, member.address, packet.data))
         for request in out.streams:
             self._stream(member, request.id, request.address, request.data, request.deadline)
@@ -226,7 +227,7 @@ class Sim:
         """A TCP exchange. Under loss a lost SYN or SYN-ACK costs Linux's 1 s initial retransmission timeout,
         a lost data segment or its ack the 200 ms minimum one."""
         dst = self.by_address.get(address)
-        there = self.now + self._latency()
+        there = self.now + self._latency(src, dst)
         if self.stream_loss:
             there += sum(1.0 for _ in range(2) if self.rng.random() < self.loss)
             there += sum(0.2 for _ in range(2) if self.rng.random() < self.loss)
@@ -241,7 +242,7 @@ class Sim:
                 return
             reply = dst.core.handle_stream(src.address, data, self.now)
             self._flush(dst)
-            back = self.now + self._latency() + src.lag
+            back = self.now + self._latency(dst, src) + src.lag
             if back > deadline or not self._reachable(dst, src):
                 reply = None
             self._schedule(min(back, deadline), lambda: self._call(src, lambda c: c.stream_reply(

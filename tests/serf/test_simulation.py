@@ -1,0 +1,277 @@
+"""Seeded simulations of the Serf layer over the gossip simulator: joining with tags, tag updates, graceful
+leave, failure and reaping, force-leave, stale intents, user events (gossip and push-pull), Lamport
+clocks, network coordinates and a restart that rejoins from its snapshot.
+
+SEEDS=<n> runs each scenario with n seeds; SEED=<n> replays one seed exactly. A failure names its seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+from collections.abc import Callable
+
+from consulpy.codec import encode
+from consulpy.gossip import lan_config
+from consulpy.gossip.messages import UserMsg
+from consulpy.serf import (
+    MemberEventKind,
+    MemberStatus,
+    SerfConfig,
+    decode_snapshot,
+    distance,
+    encode_snapshot,
+)
+from consulpy.serf.messages import LeaveIntent, decode_push_pull
+from tests.serf.sim import SerfSim
+
+DEFAULT_SEEDS = int(os.environ.get("SEEDS", "1"))
+
+
+def _each_seed(scenario: Callable[[int], None]) -> None:
+    one = os.environ.get("SEED")
+    for seed in range(int(one), int(one) + 1) if one else range(DEFAULT_SEEDS):
+        try:
+            scenario(seed)
+        except AssertionError as exc:
+            raise AssertionError(f"SEED={seed} replays this failure: {exc}") from exc
+
+
+def _joined(seed: int, n: int, loss: float = 0.0, config: SerfConfig | None = None,
+            plane: bool = False) -> SerfSim:
+    sim = SerfSim(seed, n, serf_config=config, loss=loss, plane=plane)
+    sim.join_all()
+    assert sim.run_until_true(sim.all_alive, 60.0), f"{sim.describe()}: not everyone alive everywhere"
+    return sim
+
+
+def test_join_shows_every_member_alive_with_its_tags_everywhere() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 8, loss=0.05)
+        for m in sim.serf_members():
+            seen = {x.name: x.tags for x in m.serf.members()}
+            assert seen == {name: {"role": "node", "id": name} for name in sim.members}, f"{m.name}: {seen}"
+            assert all(x.status == MemberStatus.ALIVE for x in m.serf.members())
+        # Each member got one join event per member (itself included), never a failure.
+        for m in sim.serf_members():
+            for other in sim.members:
+                assert len(m.member_events(other, MemberEventKind.JOIN)) == 1, (m.name, other)
+                assert not m.member_events(other, MemberEventKind.FAILED), (m.name, other)
+
+    _each_seed(scenario)
+
+
+def test_tag_update_reaches_every_member() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 6, loss=0.05)
+        target = sim.member("node-3")
+        target.serf.set_tags({"role": "consul", "dc": "dc2"}, sim.now)
+        sim._flush(target)
+
+        def updated() -> bool:
+            return all(m.serf.member("node-3") is not None and m.serf.member("node-3").tags  # type: ignore[union-attr]
+                       == {"role": "consul", "dc": "dc2"} for m in sim.serf_members())
+
+        assert sim.run_until_true(updated, sim.now + 30.0), "tags did not reach everyone"
+        for m in sim.serf_members():
+            assert m.member_events("node-3", MemberEventKind.UPDATE), m.name
+
+    _each_seed(scenario)
+
+
+def test_graceful_leave_is_left_everywhere_never_failed_then_reaped_after_the_tombstone_timeout() -> None:
+    config = SerfConfig(tombstone_timeout=600.0)
+
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 6, loss=0.05, config=config)
+        sim.leave("node-2")
+        assert sim.run_until_true(lambda: sim.all_see("node-2", MemberStatus.LEFT), sim.now + 30.0), \
+            "leave did not reach everyone"
+        leaver = sim.member("node-2")
+        assert leaver.leave_completes == 1
+        assert leaver.serf.snapshot_state().left
+        sim.crash("node-2")  # the agent stops after its leave
+        left_at = sim.now
+        assert sim.run_until_true(lambda: sim.all_see("node-2", None), left_at + 700.0)
+        for m in sim.serf_members():
+            assert not m.member_events("node-2", MemberEventKind.FAILED), f"{m.name} saw node-2 fail"
+            [(reaped, _)] = m.member_events("node-2", MemberEventKind.REAP)
+            assert reaped - left_at >= 600.0 - 30.0, f"{m.name} reaped node-2 after {reaped - left_at:.0f} s"
+
+    _each_seed(scenario)
+
+
+def test_crashed_member_is_failed_everywhere_then_reaped_after_reconnect_timeout() -> None:
+    config = SerfConfig(reconnect_timeout=300.0)
+
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 6, loss=0.05, config=config)
+        sim.crash("node-4")
+        crashed_at = sim.now
+        assert sim.run_until_true(lambda: sim.all_see("node-4", MemberStatus.FAILED), crashed_at + 30.0), \
+            "crash not detected everywhere"
+        assert not any(sim.all_see(n, MemberStatus.FAILED) for n in sim.members if n != "node-4")
+        sim.run_until(crashed_at + 250.0)
+        assert sim.all_see("node-4", MemberStatus.FAILED), "reaped before reconnect_timeout"
+        assert sim.run_until_true(lambda: sim.all_see("node-4", None), crashed_at + 400.0), "never reaped"
+        for m in sim.serf_members():
+            assert len(m.member_events("node-4", MemberEventKind.REAP)) == 1
+            assert not m.member_events("node-4", MemberEventKind.LEAVE)
+
+    _each_seed(scenario)
+
+
+def test_force_leave_turns_a_failed_member_left_and_prune_forgets_it() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 6, loss=0.05)
+        sim.crash("node-1")
+        sim.crash("node-5")
+        assert sim.run_until_true(
+            lambda: sim.all_see("node-1", MemberStatus.FAILED) and sim.all_see("node-5", MemberStatus.FAILED),
+            sim.now + 30.0)
+        operator = sim.member("node-0")
+        operator.serf.force_leave("node-1", sim.now)
+        operator.serf.force_leave("node-5", sim.now, prune=True)
+        sim._flush(operator)
+        assert sim.run_until_true(
+            lambda: sim.all_see("node-1", MemberStatus.LEFT) and sim.all_see("node-5", None), sim.now + 30.0)
+        for m in sim.serf_members():
+            assert m.member_events("node-5", MemberEventKind.REAP), m.name
+
+    _each_seed(scenario)
+
+
+def test_stale_leave_intent_is_ignored_and_one_about_a_live_member_is_refuted() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 5)
+        # A leave intent as old as the start of time: every member has seen node-3 join after it.
+        victim = sim.member("node-3")
+        victim_ltime = victim.serf.clock.time()
+        stale = encode(UserMsg(encode(LeaveIntent(0, "node-3", False))))
+        sim.deliver("node-1", "node-0", stale)
+        assert sim.statuses("node-0")["node-3"] == MemberStatus.ALIVE
+        # A newer one (someone force-leaves a live member): everyone marks it leaving, it refutes with a
+        # newer join intent, and it ends alive everywhere.
+        fresh = encode(UserMsg(encode(LeaveIntent(victim_ltime + 50, "node-3", False))))
+        sim.deliver("node-1", "node-0", fresh)
+        sim.deliver("node-1", "node-3", fresh)
+        assert sim.run_until_true(lambda: sim.all_see("node-3", MemberStatus.ALIVE), sim.now + 30.0)
+        assert victim.serf.clock.time() > victim_ltime + 50
+        sim.run_until(sim.now + 60.0)
+        assert sim.all_alive()
+        for m in sim.serf_members():
+            assert not m.member_events("node-3", MemberEventKind.LEAVE)
+
+    _each_seed(scenario)
+
+
+def test_user_events_reach_everyone_exactly_once_including_through_push_pull() -> None:
+    config = SerfConfig(gossip=dataclasses.replace(lan_config(), push_pull_interval=15.0))
+
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 8, loss=0.05, config=config)
+        # node-7 is cut off while the events are gossiped, and longer than gossip retransmits them.
+        sim.partition({name: 1 if name == "node-7" else 0 for name in sim.members})
+        fired = []
+        for i in range(12):
+            source = sim.member(f"node-{i % 3}")
+            source.serf.user_event("deploy", f"v{i}".encode(), coalesce=False)
+            sim._flush(source)
+            fired.append(f"v{i}".encode())
+            sim.run_until(sim.now + 0.3)
+        # Same name and payload fired twice: two events (different Lamport times), both delivered.
+        twin = sim.member("node-4")
+        twin.serf.user_event("deploy", b"v0", coalesce=False)
+        sim._flush(twin)
+        fired.append(b"v0")
+        sim.run_until(sim.now + 20.0)
+        sim.heal()
+
+        def delivered() -> bool:
+            return all(len(m.user_events()) == len(fired) for m in sim.serf_members())
+
+        assert sim.run_until_true(delivered, sim.now + 120.0), \
+            {m.name: len(m.user_events()) for m in sim.serf_members()}
+        sim.run_until(sim.now + 60.0)
+        for m in sim.serf_members():
+            events = m.user_events()
+            assert sorted(e.payload for e in events) == sorted(fired), m.name
+            assert len({(e.ltime, e.name, e.payload) for e in events}) == len(fired), f"{m.name} got a duplicate"
+
+    _each_seed(scenario)
+
+
+def test_lamport_clocks_order_events_and_move_past_everything_seen() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 5, loss=0.05)
+        sources = ["node-0", "node-2", "node-0", "node-4", "node-0"]
+        for name in sources:
+            source = sim.member(name)
+            source.serf.user_event("tick", name.encode())
+            sim._flush(source)
+            sim.run_until(sim.now + 5.0)
+        sim.run_until(sim.now + 30.0)
+        for m in sim.serf_members():
+            events = m.user_events()
+            assert len(events) == len(sources)
+            # Fired one after another with time to spread, each is later than the one before it.
+            assert [e.ltime for e in events] == sorted({e.ltime for e in events}), m.name
+            assert m.serf.event_clock.time() > max(e.ltime for e in events)
+        # Every member's clock is past every status time it holds (each join intent it has witnessed),
+        # and everyone's join intents were witnessed (each joiner broadcast one after its join).
+        for m in sim.serf_members():
+            state = decode_push_pull(m.serf._local_state(False))
+            assert state is not None
+            assert m.serf.clock.time() > max(state.status_ltimes.values()), m.name
+            assert sum(1 for t in state.status_ltimes.values() if t > 0) >= len(sim.members) - 1, m.name
+
+    _each_seed(scenario)
+
+
+def test_network_coordinates_estimate_the_simulated_round_trips() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 8, loss=0.05, plane=True)
+        # Vivaldi starts everyone at the origin and can take a few hundred probes per member to settle.
+        sim.run_until(sim.now + 900.0)
+        errors = []
+        for a in sim.serf_members():
+            mine = a.serf.coordinate()
+            assert mine is not None
+            for b in sim.serf_members():
+                other = a.serf.cached_coordinate(b.name) if b is not a else None
+                if other is None:
+                    continue
+                true = sim.true_rtt(a.name, b.name)
+                errors.append(abs(distance(mine, other) - true) / true)
+        assert len(errors) > 40
+        median = statistics.median(errors)
+        p90 = statistics.quantiles(errors, n=10)[-1]
+        assert median < 0.2 and p90 < 0.5, f"relative RTT error: median {median:.0%}, p90 {p90:.0%}"
+
+    _each_seed(scenario)
+
+
+def test_restarted_member_rejoins_from_its_snapshot_and_resumes_its_clocks() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 5)
+        source = sim.member("node-1")
+        source.serf.user_event("before", b"restart")
+        sim._flush(source)
+        sim.run_until(sim.now + 20.0)
+        member = sim.member("node-3")
+        image = encode_snapshot(member.serf.snapshot_state())
+        clock, event_clock = member.serf.clock.time(), member.serf.event_clock.time()
+        sim.crash("node-3")
+        assert sim.run_until_true(lambda: sim.all_see("node-3", MemberStatus.FAILED), sim.now + 30.0)
+        previous, warnings = decode_snapshot(image)
+        assert not warnings
+        assert set(previous.alive) == set(sim.members)
+        restarted = sim.restart("node-3", previous)
+        assert restarted.serf.clock.time() >= clock and restarted.serf.event_clock.time() >= event_clock
+        assert sim.run_until_true(sim.all_alive, sim.now + 30.0), "restarted member did not rejoin"
+        sim.run_until(sim.now + 60.0)
+        # The event it had already seen before the restart is not delivered again.
+        assert not restarted.user_events()
+
+    _each_seed(scenario)
