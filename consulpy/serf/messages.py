@@ -155,7 +155,8 @@ class TagsTooLarge(ValueError):
 
 def encode_tags(tags: dict[str, str]) -> bytes:
     """Tags as member metadata; refuses tags whose encoding exceeds memberlist's 512-byte limit."""
-    meta = bytes([TAG_MAGIC_BYTE]) + msgpack.packb(dict(sorted(tags.items())), use_bin_type=True)
+    packed: bytes = msgpack.packb(dict(sorted(tags.items())), use_bin_type=True)
+    meta = bytes([TAG_MAGIC_BYTE]) + packed
     if len(meta) > META_MAX_SIZE:
         raise TagsTooLarge(f"Encoded length of tags exceeds limit of {META_MAX_SIZE} bytes")
     return meta

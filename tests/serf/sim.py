@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consulpy.serf import (
@@ -75,6 +76,13 @@ class SerfSim(Sim):
         assert isinstance(new, SerfMember)
         new.position = old.position
         return new
+
+    def act(self, name: str, action: Callable[[Serf], None]) -> None:
+        """Run an operation on a member's Serf now and send what it produced."""
+        self._call(self.member(name), lambda core: action(self.member(name).serf))
+
+    def fire(self, source: str, name: str, payload: bytes, coalesce: bool = True) -> None:
+        self.act(source, lambda serf: serf.user_event(name, payload, coalesce))
 
     def member(self, name: str) -> SerfMember:
         member = self.members[name]

@@ -16,6 +16,7 @@ from consulpy.codec import encode
 from consulpy.gossip import lan_config
 from consulpy.gossip.messages import UserMsg
 from consulpy.serf import (
+    JoinDone,
     MemberEventKind,
     MemberStatus,
     SerfConfig,
@@ -65,9 +66,7 @@ def test_join_shows_every_member_alive_with_its_tags_everywhere() -> None:
 def test_tag_update_reaches_every_member() -> None:
     def scenario(seed: int) -> None:
         sim = _joined(seed, 6, loss=0.05)
-        target = sim.member("node-3")
-        target.serf.set_tags({"role": "consul", "dc": "dc2"}, sim.now)
-        sim._flush(target)
+        sim.act("node-3", lambda serf: serf.set_tags({"role": "consul", "dc": "dc2"}, sim.now))
 
         def updated() -> bool:
             return all(m.serf.member("node-3") is not None and m.serf.member("node-3").tags  # type: ignore[union-attr]
@@ -130,10 +129,8 @@ def test_force_leave_turns_a_failed_member_left_and_prune_forgets_it() -> None:
         assert sim.run_until_true(
             lambda: sim.all_see("node-1", MemberStatus.FAILED) and sim.all_see("node-5", MemberStatus.FAILED),
             sim.now + 30.0)
-        operator = sim.member("node-0")
-        operator.serf.force_leave("node-1", sim.now)
-        operator.serf.force_leave("node-5", sim.now, prune=True)
-        sim._flush(operator)
+        sim.act("node-0", lambda serf: serf.force_leave("node-1", sim.now))
+        sim.act("node-0", lambda serf: serf.force_leave("node-5", sim.now, prune=True))
         assert sim.run_until_true(
             lambda: sim.all_see("node-1", MemberStatus.LEFT) and sim.all_see("node-5", None), sim.now + 30.0)
         for m in sim.serf_members():
@@ -175,17 +172,15 @@ def test_user_events_reach_everyone_exactly_once_including_through_push_pull() -
         sim.partition({name: 1 if name == "node-7" else 0 for name in sim.members})
         fired = []
         for i in range(12):
-            source = sim.member(f"node-{i % 3}")
-            source.serf.user_event("deploy", f"v{i}".encode(), coalesce=False)
-            sim._flush(source)
+            sim.fire(f"node-{i % 3}", "deploy", f"v{i}".encode(), coalesce=False)
             fired.append(f"v{i}".encode())
             sim.run_until(sim.now + 0.3)
         # Same name and payload fired twice: two events (different Lamport times), both delivered.
-        twin = sim.member("node-4")
-        twin.serf.user_event("deploy", b"v0", coalesce=False)
-        sim._flush(twin)
+        sim.fire("node-4", "deploy", b"v0", coalesce=False)
         fired.append(b"v0")
         sim.run_until(sim.now + 20.0)
+        # By now gossip has stopped retransmitting them, so what node-7 gets comes from push-pull.
+        assert not sim.member("node-7").user_events()
         sim.heal()
 
         def delivered() -> bool:
@@ -207,9 +202,7 @@ def test_lamport_clocks_order_events_and_move_past_everything_seen() -> None:
         sim = _joined(seed, 5, loss=0.05)
         sources = ["node-0", "node-2", "node-0", "node-4", "node-0"]
         for name in sources:
-            source = sim.member(name)
-            source.serf.user_event("tick", name.encode())
-            sim._flush(source)
+            sim.fire(name, "tick", name.encode())
             sim.run_until(sim.now + 5.0)
         sim.run_until(sim.now + 30.0)
         for m in sim.serf_members():
@@ -255,9 +248,7 @@ def test_network_coordinates_estimate_the_simulated_round_trips() -> None:
 def test_restarted_member_rejoins_from_its_snapshot_and_resumes_its_clocks() -> None:
     def scenario(seed: int) -> None:
         sim = _joined(seed, 5)
-        source = sim.member("node-1")
-        source.serf.user_event("before", b"restart")
-        sim._flush(source)
+        sim.fire("node-1", "before", b"restart")
         sim.run_until(sim.now + 20.0)
         member = sim.member("node-3")
         image = encode_snapshot(member.serf.snapshot_state())
@@ -273,5 +264,29 @@ def test_restarted_member_rejoins_from_its_snapshot_and_resumes_its_clocks() -> 
         sim.run_until(sim.now + 60.0)
         # The event it had already seen before the restart is not delivered again.
         assert not restarted.user_events()
+
+    _each_seed(scenario)
+
+
+def test_join_reports_who_answered_and_ignore_old_skips_earlier_events() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 4)
+        sim.fire("node-0", "old", b"1")
+        sim.run_until(sim.now + 10.0)
+        late = sim.member(sim.add_member("node-late", "10.0.9.1:8301").name)
+        plain = sim.member(sim.add_member("node-plain", "10.0.9.2:8301").name)
+        sim.act(late.name, lambda serf: serf.join([sim.member("node-1").address, "10.0.9.99:8301"], sim.now,
+                                                  ignore_old=True))
+        sim.act(plain.name, lambda serf: serf.join([sim.member("node-2").address], sim.now))
+        assert sim.run_until_true(sim.all_alive, sim.now + 30.0)
+        # The address nobody answers at fails when the stream times out (tcp_timeout).
+        assert sim.run_until_true(lambda: any(isinstance(e, JoinDone) for _, e in late.serf_events),
+                                  sim.now + 15.0)
+        [(_, done)] = [(t, e) for t, e in late.serf_events if isinstance(e, JoinDone)]
+        assert done.contacted == 1 and len(done.addresses) == 2
+        assert [e.name for e in plain.user_events()] == ["old"]
+        assert not late.user_events()
+        sim.fire("node-0", "new", b"2")
+        assert sim.run_until_true(lambda: [e.name for e in late.user_events()] == ["new"], sim.now + 20.0)
 
     _each_seed(scenario)
