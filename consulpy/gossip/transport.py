@@ -1,9 +1,10 @@
-"""The asyncio driver around one gossip core (`Memberlist`): UDP (asyncio-dgram) and TCP on the same
-address and port, the core's timers, its packets and stream exchanges, and the envelope (encryption,
-label, CRC) on everything that crosses the wire.
+"""The asyncio driver around one sans-IO gossip core: UDP (asyncio-dgram) and TCP on the same address and
+port, the core's timers, its packets and stream exchanges, and the envelope (encryption, label, CRC) on
+everything that crosses the wire.
 
-The layer above (Serf) gets the core's events through one synchronous callback, `on_event`, called in the
-order the core produced them; it may call back into the transport (broadcast, send_user, update_meta).
+The core is a `Memberlist`, or anything driven the same way (`GossipCore`: the Serf layer wraps one), built
+by `core_factory`. Its events reach the layer above through one synchronous callback, `on_event`, in the
+order produced; operations on the core go through `apply`, which flushes what they produced.
 Imports: stdlib, asyncio-dgram, and this package.
 """
 
@@ -17,18 +18,19 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol, cast
 
 import asyncio_dgram
 
 from consulpy.gossip.config import Config
-from consulpy.gossip.events import Event, JoinResult, LeaveComplete, LogLine, Member, StreamRequest
+from consulpy.gossip.events import LeaveComplete, LogLine, Packet, StreamRequest
 from consulpy.gossip.keyring import Keyring
-from consulpy.gossip.messages import Address
+from consulpy.gossip.messages import Address, PushPull, decode_stream
 from consulpy.gossip.security import (
     FRAME_ERROR,
     FRAME_HEADER,
@@ -52,7 +54,35 @@ SEND_QUEUE_SIZE = 4096
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING, "ERR": logging.ERROR}
 
-EventCallback = Callable[[Event], None]
+# A log line that already names its subsystem ("serf: ...") is written as it is; the core's get "memberlist: ".
+_SUBSYSTEM = re.compile(r"^[a-z]+: ")
+
+
+class CoreOutput(Protocol):
+    @property
+    def packets(self) -> Sequence[Packet]: ...
+    @property
+    def streams(self) -> Sequence[StreamRequest]: ...
+    @property
+    def events(self) -> Sequence[object]: ...
+
+
+class GossipCore(Protocol):
+    """How the transport drives a core: `Memberlist`, or the Serf layer around one."""
+
+    def poll(self) -> CoreOutput: ...
+    def next_deadline(self) -> float | None: ...
+    def tick(self, now: float) -> None: ...
+    def receive_packet(self, source: Address, data: bytes, now: float) -> None: ...
+    def handle_stream(self, source: Address, data: bytes, now: float) -> bytes | None: ...
+    def stream_reply(self, stream_id: int, data: bytes | None, now: float) -> None: ...
+    def join(self, addresses: list[Address], now: float) -> None: ...
+    def leave(self, now: float) -> None: ...
+
+
+# (the transport's config, with the envelope's share taken off udp_buffer_size; this member's address; now)
+CoreFactory = Callable[[Config, Address, float], GossipCore]
+EventCallback = Callable[[Any], None]
 
 
 class JoinError(Exception):
@@ -108,8 +138,7 @@ class GossipTransport:
 
     `start()` binds and runs; `join(addresses)` push-pulls with seeds and returns how many answered;
     `leave(timeout)` announces a graceful leave; `stop()` closes everything at once (a hard stop, as
-    a crash looks to the others). Counters of what was dropped are in `stats` (and the core's in
-    `core.stats`).
+    a crash looks to the others). What was dropped is counted in `stats` (and in the core's `stats`).
     """
 
     def __init__(
@@ -120,24 +149,27 @@ class GossipTransport:
         port: int,
         *,
         advertise_addr: str | None = None,
-        meta: bytes = b"",
         keyring: Keyring | None = None,
         label: str = "",
         verify_incoming: bool = True,
         verify_outgoing: bool = True,
+        core_factory: CoreFactory | None = None,
         on_event: EventCallback | None = None,
-        local_state: Callable[[bool], bytes] | None = None,
-        ack_payload: Callable[[], bytes] | None = None,
+        leave_events: tuple[type, ...] = (LeaveComplete,),
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         """`port` 0 picks a free port for both UDP and TCP. `advertise_addr` is the address others reach
-        this member at (default: `bind_addr`, which must then be a specific address)."""
+        this member at (default: `bind_addr`, which must then be a specific address). Without
+        `core_factory` the core is a plain `Memberlist`. `leave` waits for one of `leave_events` (the
+        Serf layer passes its LeaveDone)."""
         self.name = name
         self.bind_addr = bind_addr
         self.port = port
         self.advertise_addr = advertise_addr or bind_addr
+        if ipaddress.ip_address(self.advertise_addr).is_unspecified:
+            raise ValueError(f"cannot advertise {self.advertise_addr}: give an advertise address")
         self.envelope = Envelope(keyring if keyring is not None else Keyring(), label,
                                  verify_incoming, verify_outgoing)
         # The core fills packets up to its budget; the envelope's bytes come out of it so that what goes
@@ -145,14 +177,13 @@ class GossipTransport:
         self.config = dataclasses.replace(
             config, udp_buffer_size=config.udp_buffer_size - self.envelope.packet_overhead())
         self.on_event = on_event
+        self.leave_events = leave_events
         self.stats: Counter[str] = Counter()
         self.log = logger or logging.getLogger("consulpy.agent.memberlist.lan")
-        self._meta = meta
-        self._local_state = local_state
-        self._ack_payload = ack_payload
-        self._clock = clock
         self._rng = rng or random.Random()
-        self._core: Memberlist | None = None
+        self._core_factory = core_factory or self._memberlist
+        self._clock = clock
+        self._core: GossipCore | None = None
         self._udp: asyncio_dgram.DatagramServer | None = None
         self._server: asyncio.Server | None = None
         unspecified = ipaddress.ip_address(bind_addr).is_unspecified
@@ -162,20 +193,28 @@ class GossipTransport:
         self._inbound: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._sleeping_until = math.inf
-        self._join_waiters: dict[Address, deque[asyncio.Future[str | None]]] = {}
-        self._stream_errors: dict[Address, str] = {}
+        self._join_waiters: dict[int, asyncio.Future[str | None]] = {}
         self._leave_waiters: list[asyncio.Future[None]] = []
         self._leaving = False
         self._left = False
         self._running = False
 
+    def _memberlist(self, config: Config, address: Address, now: float) -> Memberlist:
+        return Memberlist(config, self.name, address, rng=self._rng, now=now)
+
     # ---- lifecycle ------------------------------------------------------------------------------------
 
     @property
-    def core(self) -> Memberlist:
+    def core(self) -> Any:
+        """The core this transport drives (a `Memberlist` unless `core_factory` built something else)."""
         if self._core is None:
             raise RuntimeError("gossip transport is not started")
         return self._core
+
+    @property
+    def keyring(self) -> Keyring:
+        """The keys in use; installing, using and removing keys on it takes effect at once."""
+        return self.envelope.keyring
 
     @property
     def address(self) -> Address:
@@ -193,8 +232,7 @@ class GossipTransport:
         except OSError:
             self._server.close()
             raise
-        self._core = Memberlist(self.config, self.name, self.address, rng=self._rng, now=self._clock(),
-                                meta=self._meta, local_state=self._local_state, ack_payload=self._ack_payload)
+        self._core = self._core_factory(self.config, self.address, self._clock())
         self._running = True
         for loop in (self._run_timers(), self._receive_packets(), self._send_packets()):
             self._spawn(loop)
@@ -218,10 +256,9 @@ class GossipTransport:
             await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
-        for waiters in self._join_waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result("transport stopped")
+        for waiter in self._join_waiters.values():
+            if not waiter.done():
+                waiter.set_result("transport stopped")
         self._join_waiters.clear()
 
     # ---- what the layer above calls -------------------------------------------------------------------
@@ -236,17 +273,18 @@ class GossipTransport:
                 targets.extend(await self._resolve(existing))
             except (OSError, ValueError) as e:
                 errors.append(f"Failed to resolve {existing}: {e}")
+        self.core.join(targets, self._clock())
+        # The push-pulls the core starts for a join are the streams it asks for in this very step.
         loop = asyncio.get_running_loop()
-        waiters: list[tuple[Address, asyncio.Future[str | None]]] = []
-        for address in targets:
-            future: asyncio.Future[str | None] = loop.create_future()
-            self._join_waiters.setdefault(address, deque()).append(future)
-            waiters.append((address, future))
-        self.core.join([address for address, _ in waiters], self._clock())
-        self._flush()
+        waiting: list[tuple[Address, asyncio.Future[str | None]]] = []
+        for request in self._flush():
+            if request.address in targets:
+                future: asyncio.Future[str | None] = loop.create_future()
+                self._join_waiters[request.id] = future
+                waiting.append((request.address, future))
         joined = 0
-        for address, future in waiters:
-            # Always answered: every stream exchange feeds its reply or failure back by its deadline.
+        for address, future in waiting:
+            # Always answered: every stream exchange ends by its deadline, and stop() answers the rest.
             failure = await future
             if failure is None:
                 joined += 1
@@ -273,30 +311,19 @@ class GossipTransport:
             return False
         return True
 
-    def broadcast(self, payload: bytes, key: str | None = None) -> None:
-        """Gossip a payload to every member (see `Memberlist.broadcast`)."""
-        self.core.broadcast(payload, key)
+    def apply(self, operation: Callable[[float], object]) -> None:
+        """Run an operation on the core with the current time (`lambda now: core.broadcast(...)`), then
+        send and dispatch what it produced."""
+        operation(self._clock())
         self._flush()
-
-    def send_user(self, address: Address, payload: bytes) -> None:
-        """Send a payload to one member, best effort."""
-        self.core.send_user(address, payload)
-        self._flush()
-
-    def update_meta(self, meta: bytes) -> None:
-        """Gossip new metadata (Serf tags) for this member."""
-        self.core.update_meta(meta, self._clock())
-        self._flush()
-
-    def members(self) -> list[Member]:
-        return self.core.members()
 
     # ---- the core's output ----------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Act on everything the core produced, then wake the timer loop if its next deadline moved earlier."""
+    def _flush(self) -> list[StreamRequest]:
+        """Act on everything the core produced, then wake the timer loop if its next deadline moved earlier.
+        Returns the stream exchanges started."""
         if not self._running:
-            return
+            return []
         out = self.core.poll()
         for packet in out.packets:
             self._queue_packet(packet.address, packet.data)
@@ -307,19 +334,14 @@ class GossipTransport:
         deadline = self.core.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._wake.set()
+        return list(out.streams)
 
-    def _dispatch(self, event: Event) -> None:
+    def _dispatch(self, event: object) -> None:
         if isinstance(event, LogLine):
-            self.log.log(_LEVELS.get(event.level, logging.INFO), "memberlist: %s", event.text)
+            text = event.text if _SUBSYSTEM.match(event.text) else f"memberlist: {event.text}"
+            self.log.log(_LEVELS.get(event.level, logging.INFO), "%s", text)
             return
-        if isinstance(event, JoinResult):
-            waiters = self._join_waiters.get(event.address)
-            if waiters:
-                failure = None if event.ok else self._stream_errors.get(event.address, "EOF")
-                waiters.popleft().set_result(failure)
-                if not waiters:
-                    del self._join_waiters[event.address]
-        elif isinstance(event, LeaveComplete):
+        if isinstance(event, self.leave_events):
             self._left = True
             for waiter in self._leave_waiters:
                 if not waiter.done():
@@ -371,9 +393,12 @@ class GossipTransport:
             except asyncio_dgram.TransportClosed:
                 return
             except OSError:
+                # asyncio-dgram raises an earlier send's error (a refused sendto, an ICMP report) on the next
+                # call, before sending it: count that, and still send this packet.
                 self.stats["packet_send_errors"] += 1
-            else:
-                self.stats["packets_sent"] += 1
+                with contextlib.suppress(OSError):
+                    await self._udp.send(data, destination)
+            self.stats["packets_sent"] += 1
 
     async def _receive_packets(self) -> None:
         assert self._udp is not None
@@ -409,6 +434,7 @@ class GossipTransport:
     async def _exchange(self, request: StreamRequest) -> None:
         """Perform one stream exchange and feed its reply, or None, back to the core by its deadline."""
         reply: bytes | None = None
+        failure: str | None = None
         progress = [f"dial tcp {request.address}"]
         try:
             host, port = split_host_port(request.address)
@@ -416,23 +442,27 @@ class GossipTransport:
             async with asyncio.timeout_at(loop.time() + max(0.0, request.deadline - self._clock())):
                 reply = await self._request(host, port, request.data, progress)
         except TimeoutError:
-            self._stream_errors[request.address] = f"{progress[0]}: i/o timeout"
+            failure = f"{progress[0]}: i/o timeout"
         except asyncio.IncompleteReadError:
-            self._stream_errors[request.address] = "EOF"
+            failure = "EOF"
         except EnvelopeError as e:
             self.stats[e.counter] += 1
-            self._stream_errors[request.address] = e.reason
+            failure = e.reason
         except ValueError as e:
-            self._stream_errors[request.address] = str(e)
+            failure = str(e)
         except OSError as e:
             reason = os.strerror(e.errno).lower() if e.errno else str(e)
-            stage = "connect" if progress[0].startswith("dial") else ""
-            self._stream_errors[request.address] = f"{progress[0]}: {stage + ': ' if stage else ''}{reason}"
+            stage = "connect: " if progress[0].startswith("dial") else ""
+            failure = f"{progress[0]}: {stage}{reason}"
         if reply is None:
             self.stats["streams_failed"] += 1
         self.core.stream_reply(request.id, reply, self._clock())
         self._flush()
-        self._stream_errors.pop(request.address, None)
+        waiter = self._join_waiters.pop(request.id, None)
+        if waiter is not None and not waiter.done():
+            if failure is None and not isinstance(decode_stream(reply or b""), PushPull):
+                failure = "remote state is not a push/pull message"
+            waiter.set_result(failure)
 
     async def _request(self, host: str, port: int, data: bytes, progress: list[str]) -> bytes:
         """Connect (from our bind address), send one frame, and read the reply frame's body."""

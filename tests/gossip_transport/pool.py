@@ -54,7 +54,7 @@ class Pool:
 
 
 def view(member: GossipTransport) -> dict[str, MemberState]:
-    return {m.name: m.state for m in member.members()}
+    return {m.name: m.state for m in member.core.members()}
 
 
 async def until(check: Callable[[], bool], timeout: float, what: str) -> float:

@@ -61,8 +61,8 @@ def test_a_member_with_another_key_or_none_cannot_join(loopback: str) -> None:
         assert "remote state is encrypted and encryption is not configured" in str(raised.value)
         assert seed.stats["streams_undecryptable"] == 2
         # Their datagrams are dropped before the core sees them, and counted.
-        stranger.send_user(pool.seed(), b"hello from outside")
-        plain.send_user(pool.seed(), b"hello in plain text")
+        stranger.apply(lambda now: stranger.core.send_user(pool.seed(), b"hello from outside"))
+        plain.apply(lambda now: plain.core.send_user(pool.seed(), b"hello in plain text"))
         await until(lambda: seed.stats["packets_undecryptable"] == 2, 3, "both datagrams counted undecryptable")
         assert seed.core.stats["malformed_packets"] == 0
         for member in (seed, pool.members["node-3"]):
