@@ -3,7 +3,7 @@
 Storage and transport live beside it and are the caller's. Imports: stdlib, consulpy.codec.
 """
 
-from consulpy.raft.core import Config, Mutations, RaftNode, Ready, Role
+from consulpy.raft.core import Config, Mutations, RaftNode, Ready, Role, early_messages
 from consulpy.raft.messages import (
     ConfChange,
     ConfChangeType,
@@ -33,4 +33,5 @@ __all__ = [
     "Ready",
     "Role",
     "Snapshot",
+    "early_messages",
 ]

@@ -3,7 +3,9 @@
 Inputs are `step(message)`, logical `tick()`s and local requests; output is a `Ready` batch taken with
 `ready()` and acknowledged with `advance(ready)`. Persistence rule: a Ready's snapshot, entries and hard
 state must be durable before its messages are sent and before its committed entries are applied (snapshot
-first). Imports: stdlib, consulpy.codec, consulpy.raft.
+first) — except `early_messages(ready, durable_term)`, the leader's replication messages, which may go
+before the persist when the Ready does not change the durable term or vote. Imports: stdlib,
+consulpy.codec, consulpy.raft.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from consulpy.raft.messages import (
 )
 
 TRANSFER = b"transfer"
+LEADER_MESSAGES = frozenset((MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT, MsgType.TIMEOUT_NOW))
 
 
 class Role(Enum):
@@ -327,6 +330,10 @@ class RaftNode:
             self.log.applied = max(self.log.applied, rd.snapshot.index)
         if rd.entries:
             self.log.stable_to(rd.entries[-1].index, rd.entries[-1].term)
+            # The leader counts its own copy of an entry only once it is durable, so it may send entries to
+            # followers before persisting them (Raft thesis 10.2.1) without committing on a volatile copy.
+            if self.role == Role.LEADER and self.prs[self.id].update(self.log.stabled) and self._maybe_commit():
+                self._bcast_pending = True
         if rd.committed_entries:
             self.log.applied = max(self.log.applied, rd.committed_entries[-1].index)
 
@@ -368,7 +375,7 @@ class RaftNode:
         self.lead = self.id
         last = self.log.last_index()
         self.prs = {p: Progress(match=0, next=last + 1, last_ack=self.now) for p in self._members()}
-        self.prs[self.id].update(last)
+        self.prs[self.id].update(self.log.stabled)
         self.pending_conf_index = last
         if self.mut.commit_old_term:
             self._bcast_pending = True
@@ -612,8 +619,6 @@ class RaftNode:
         self.log.append([entry])
         if kind == EntryType.CONF_CHANGE:
             self._refresh_conf()
-        self.prs[self.id].update(entry.index)
-        self._maybe_commit()
         self._bcast_pending = True
         return entry.index
 
@@ -667,3 +672,18 @@ class RaftNode:
             self.read_states.append(ReadState(index, context))
         else:
             self._send(Message(MsgType.READ_INDEX_RESP, requester, self.id, self.term, index=index, context=context))
+
+
+def early_messages(rd: Ready, durable: HardState) -> tuple[tuple[Message, ...], tuple[Message, ...]]:
+    """Split a Ready's messages into those that may be sent before its persist and those that must wait.
+
+    A leader's replication messages carry only its term and entries; they may leave before the leader's own
+    copy is durable, provided that term (and the vote that won it) is already durable: otherwise a crash
+    could let this node lead the same term again with a different log.
+    """
+    hs = rd.hard_state
+    if hs is not None and (hs.term, hs.vote) != (durable.term, durable.vote):
+        return (), rd.messages
+    early = tuple(m for m in rd.messages if m.type in LEADER_MESSAGES)
+    late = tuple(m for m in rd.messages if m.type not in LEADER_MESSAGES)
+    return early, late

@@ -27,6 +27,7 @@ from consulpy.raft import (
     Ready,
     Role,
     Snapshot,
+    early_messages,
 )
 
 ELECTION = 10
@@ -180,6 +181,9 @@ class Sim:
         while n.raft is not None and n.raft.has_ready():
             r = n.raft
             rd = r.ready()
+            early, late = early_messages(rd, n.disk.hs)
+            for m in early:
+                self._send(m)
             if self.faults and self.rng.random() < self.p.p_crash_persist:
                 self._crash_while_persisting(n, rd)
                 return
@@ -189,7 +193,7 @@ class Sim:
                 self.fail(f"node {n.id} persisted hard state went back: {old} -> {n.disk.hs}")
             self._check_ready(n, rd)
             voted = False
-            for m in rd.messages:
+            for m in late:
                 if m.type == MsgType.VOTE_RESP and not m.reject:
                     prev = self.granted.setdefault((m.frm, m.term), m.to)
                     if prev != m.to:
