@@ -1,9 +1,7 @@
-"""Gossip's envelope on the wire: AES-GCM encryption in memberlist's version-1 framing, the optional label
-header, and the CRC on plain-text packets; pure functions the transport calls on every datagram and stream.
-
-Encrypted = version byte (1), 12-byte random nonce, ciphertext and 16-byte tag; version 0 (PKCS7-padded)
-is still accepted. A packet's authenticated data is its label; a stream frame's is its 5-byte header plus
-the label. Imports: stdlib, cryptography, and this package's keyring.
+"""Gossip's envelope on the wire, pure functions the transport calls on every datagram and stream: AES-GCM
+in memberlist's version-1 framing (version byte, 12-byte nonce, ciphertext and 16-byte tag; version 0 still
+opens), the optional label header and the CRC on plain text. A packet's authenticated data is its label; a
+stream frame's is its 5-byte header plus the label. Imports: stdlib, cryptography, this package's keyring.
 """
 
 from __future__ import annotations

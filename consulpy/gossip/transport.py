@@ -1,11 +1,7 @@
-"""The asyncio driver around one sans-IO gossip core: UDP (asyncio-dgram) and TCP on the same address and
-port, the core's timers, its packets and stream exchanges, and the envelope (encryption, label, CRC) on
-everything that crosses the wire.
-
-The core is a `Memberlist`, or anything driven the same way (`GossipCore`: the Serf layer wraps one), built
-by `core_factory`. Its events reach the layer above through one synchronous callback, `on_event`, in the
-order produced; operations on the core go through `apply`, which flushes what they produced.
-Imports: stdlib, asyncio-dgram, and this package.
+"""The asyncio driver around one sans-IO gossip core (a `Memberlist`, or anything driven the same way, such
+as the Serf layer): UDP (asyncio-dgram) and TCP on one address and port, the core's timers, packets and
+stream exchanges, and the envelope (encryption, label, CRC). Events go up through one synchronous callback,
+`on_event`, in order; operations go down through `apply`. Imports: stdlib, asyncio-dgram, this package.
 """
 
 from __future__ import annotations
@@ -368,8 +364,12 @@ class GossipTransport:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            self.core.tick(self._clock())
-            self._flush()
+            try:
+                self.core.tick(self._clock())
+                self._flush()
+            except Exception:
+                # A bug, but one that must not stop failure detection for good: log it and keep ticking.
+                self.log.exception("memberlist: timer failed")
 
     # ---- packets --------------------------------------------------------------------------------------
 
@@ -426,7 +426,12 @@ class GossipTransport:
             self.stats[e.counter] += 1
             self.log.error("memberlist: Decrypt packet failed: %s from=%s", e.reason, source)
             return
-        self.core.receive_packet(source, payload, self._clock())
+        try:
+            self.core.receive_packet(source, payload, self._clock())
+        except Exception as e:
+            # The core validates what it decodes; input that still trips it is dropped like any other.
+            self.stats["packets_failed"] += 1
+            self.log.error("memberlist: Failed to handle packet from=%s: %r", source, e)
         self._flush()
 
     # ---- streams we start -----------------------------------------------------------------------------
@@ -456,7 +461,12 @@ class GossipTransport:
             failure = f"{progress[0]}: {stage}{reason}"
         if reply is None:
             self.stats["streams_failed"] += 1
-        self.core.stream_reply(request.id, reply, self._clock())
+        try:
+            self.core.stream_reply(request.id, reply, self._clock())
+        except Exception as e:
+            self.stats["streams_failed_in_core"] += 1
+            self.log.error("memberlist: Failed to handle stream reply from=%s: %r", request.address, e)
+            failure = failure or f"Failed to handle remote state: {e}"
         self._flush()
         waiter = self._join_waiters.pop(request.id, None)
         if waiter is not None and not waiter.done():
@@ -530,7 +540,12 @@ class GossipTransport:
         kind, body = await self._read_frame(reader, first)
         if kind != FRAME_MESSAGE:
             raise EnvelopeError("unexpected error frame", "streams_malformed")
-        reply = self.core.handle_stream(source, body, self._clock())
+        try:
+            reply = self.core.handle_stream(source, body, self._clock())
+        except Exception as e:
+            self.stats["streams_failed_in_core"] += 1
+            self.log.error("memberlist: Failed to handle stream from=%s: %r", source, e)
+            reply = None
         self._flush()
         if reply is not None:
             writer.write(self.envelope.seal_frame(FRAME_MESSAGE, reply))
