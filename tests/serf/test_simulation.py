@@ -121,18 +121,33 @@ def test_crashed_member_is_failed_everywhere_then_reaped_after_reconnect_timeout
     _each_seed(scenario)
 
 
-def test_force_leave_turns_a_failed_member_left_and_prune_forgets_it() -> None:
+def test_force_leave_turns_a_failed_member_left_everywhere_even_where_the_gossip_was_lost() -> None:
     def scenario(seed: int) -> None:
         sim = _joined(seed, 6, loss=0.05)
         sim.crash("node-1")
-        sim.crash("node-5")
-        assert sim.run_until_true(
-            lambda: sim.all_see("node-1", MemberStatus.FAILED) and sim.all_see("node-5", MemberStatus.FAILED),
-            sim.now + 30.0)
+        assert sim.run_until_true(lambda: sim.all_see("node-1", MemberStatus.FAILED), sim.now + 30.0)
         sim.act("node-0", lambda serf: serf.force_leave("node-1", sim.now))
+        # A member that missed every gossip of the intent learns it from the left list of a push-pull.
+        bound = sim.now + sim.config.push_pull_interval * 2
+        assert sim.run_until_true(lambda: sim.all_see("node-1", MemberStatus.LEFT), bound)
+        for m in sim.serf_members():
+            assert m.member_events("node-1", MemberEventKind.LEAVE), m.name
+
+    _each_seed(scenario)
+
+
+def test_force_leave_with_prune_forgets_the_member_everywhere() -> None:
+    # A pruned member leaves nothing for push-pull to carry (as in serf), so only gossip spreads the prune,
+    # which misses someone in a small cluster about once in a hundred runs at memberlist's retransmit
+    # multiplier; twice that makes a miss negligible, and the run is lossless.
+    config = SerfConfig(gossip=dataclasses.replace(lan_config(), retransmit_mult=8))
+
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 6, config=config)
+        sim.crash("node-5")
+        assert sim.run_until_true(lambda: sim.all_see("node-5", MemberStatus.FAILED), sim.now + 30.0)
         sim.act("node-0", lambda serf: serf.force_leave("node-5", sim.now, prune=True))
-        assert sim.run_until_true(
-            lambda: sim.all_see("node-1", MemberStatus.LEFT) and sim.all_see("node-5", None), sim.now + 30.0)
+        assert sim.run_until_true(lambda: sim.all_see("node-5", None), sim.now + 10.0)
         for m in sim.serf_members():
             assert m.member_events("node-5", MemberEventKind.REAP), m.name
 
@@ -199,17 +214,18 @@ def test_user_events_reach_everyone_exactly_once_including_through_push_pull() -
 
 def test_lamport_clocks_order_events_and_move_past_everything_seen() -> None:
     def scenario(seed: int) -> None:
-        sim = _joined(seed, 5, loss=0.05)
+        sim = _joined(seed, 5)
         sources = ["node-0", "node-2", "node-0", "node-4", "node-0"]
-        for name in sources:
-            sim.fire(name, "tick", name.encode())
+        for i, name in enumerate(sources):
+            sim.fire(name, "tick", str(i).encode())
             sim.run_until(sim.now + 5.0)
         sim.run_until(sim.now + 30.0)
         for m in sim.serf_members():
             events = m.user_events()
             assert len(events) == len(sources)
-            # Fired one after another with time to spread, each is later than the one before it.
-            assert [e.ltime for e in events] == sorted({e.ltime for e in events}), m.name
+            # Each source had seen the event before its own, so each event is later than the one before.
+            by_order = sorted(events, key=lambda e: int(e.payload))
+            assert [e.ltime for e in by_order] == list(range(len(sources))), m.name
             assert m.serf.event_clock.time() > max(e.ltime for e in events)
         # Every member's clock is past every status time it holds (each join intent it has witnessed),
         # and everyone's join intents were witnessed (each joiner broadcast one after its join).
