@@ -37,8 +37,6 @@ class VivaldiConfig:
 @dataclass(slots=True, frozen=True)
 class SerfConfig:
     gossip: GossipConfig = field(default_factory=lan_config)
-    # Serf protocol version advertised nowhere yet; kept so the snapshot and members output can name it.
-    protocol_version: int = 4
     # Recent user events remembered per Lamport time slot, for de-duplication and push-pull catch-up.
     event_buffer: int = 512
     # Largest user event (name + payload before encoding, and the encoded message after).

@@ -80,15 +80,8 @@ class VivaldiClient:
     def coordinate(self) -> Coordinate:
         return self._coord
 
-    def set_coordinate(self, coord: Coordinate) -> None:
-        self._check(coord)
-        self._coord = coord
-
     def forget(self, node: str) -> None:
         self._latency_samples.pop(node, None)
-
-    def distance_to(self, other: Coordinate) -> float:
-        return distance(self._coord, other)
 
     def update(self, node: str, other: Coordinate, rtt: float) -> Coordinate:
         """Move our coordinate after measuring `rtt` seconds to `node`, whose coordinate is `other`."""
