@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from consulpy.gossip import LogLine
 from consulpy.serf import (
     Event,
     JoinDone,
@@ -34,6 +35,7 @@ PLANE_SIZE = 0.020
 class SerfMember(SimMember):
     serf_events: list[tuple[float, Event]] = field(default_factory=list)
     position: tuple[float, float] = (0.0, 0.0)
+    log_lines: list[str] = field(default_factory=list)
 
     @property
     def serf(self) -> Serf:
@@ -117,5 +119,7 @@ class SerfSim(Sim):
         assert isinstance(member, SerfMember)
         if isinstance(event, MemberEvent | UserEvent | JoinDone | LeaveDone):
             member.serf_events.append((self.now, event))
+        elif isinstance(event, LogLine):
+            member.log_lines.append(event.text)
         if isinstance(event, LeaveDone):
             member.leave_completes += 1

@@ -306,3 +306,24 @@ def test_join_reports_who_answered_and_ignore_old_skips_earlier_events() -> None
         assert sim.run_until_true(lambda: [e.name for e in late.user_events()] == ["new"], sim.now + 20.0)
 
     _each_seed(scenario)
+
+
+def test_reconnect_brings_back_a_member_cut_off_long_enough_to_be_failed_on_both_sides() -> None:
+    def scenario(seed: int) -> None:
+        sim = _joined(seed, 5, loss=0.05)
+        sim.partition({name: 1 if name == "node-4" else 0 for name in sim.members})
+        # Lifeguard makes the isolated member, which misses every ack, slow to declare the others failed.
+        assert sim.run_until_true(
+            lambda: sim.all_see("node-4", MemberStatus.FAILED) and all(
+                s == MemberStatus.FAILED for n, s in sim.statuses("node-4").items() if n != "node-4"),
+            sim.now + 120.0)
+        # Past gossip to the dead: neither side would contact the other again without Serf's reconnects.
+        sim.run_until(sim.now + sim.config.gossip_to_the_dead_time + 10.0)
+        sim.heal()
+        # Each side tries one failed member every reconnect_interval with probability failed/alive.
+        assert sim.run_until_true(sim.all_alive, sim.now + 6 * sim.serf_config.reconnect_interval), \
+            {m.name: sim.statuses(m.name) for m in sim.serf_members()}
+        assert any(line.startswith("serf: attempting reconnect to ") for m in sim.serf_members()
+                   for line in m.log_lines)
+
+    _each_seed(scenario)
