@@ -268,10 +268,16 @@ def test_lifeguard_off_is_classic_swim() -> None:
     assert a.health_score == 0, "no awareness without Lifeguard"
 
 
+# The I/O around the core: the asyncio driver, and encryption with its keyring (nonces from os.urandom, key files).
+IO_MODULES = {"transport.py", "security.py", "keyring.py"}
+
+
 def test_the_core_does_no_io_and_reads_no_clock_or_global_random() -> None:
     package = Path(__file__).resolve().parents[2] / "consulpy" / "gossip"
     forbidden_modules = {"asyncio", "socket", "time", "threading", "selectors", "os", "asyncio_dgram"}
     for path in package.glob("*.py"):
+        if path.name in IO_MODULES:
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
