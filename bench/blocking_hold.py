@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.common import DevAgent, Figure, format_figure, http_get, http_put, median
 
-ADDRESS = "127.0.204.2"
+ADDRESS = "127.0.207.2"
 HELD = 15_000
 FLOOR_HELD = 10_000
 RUNS = 3
