@@ -10,7 +10,7 @@ import threading
 import requests
 from aiohttp.test_utils import make_mocked_request
 
-from consulpy.http.cache import RenderCache, cache_key
+from consulpy.http.cache import ENTRY_OVERHEAD, RenderCache, cache_key
 from tests.agentproc import AgentProcess
 
 
@@ -32,7 +32,7 @@ def test_a_body_is_rendered_once_per_key_and_index() -> None:
 
 
 def test_the_cache_is_bounded_in_bytes_and_skips_huge_bodies() -> None:
-    cache = RenderCache(max_bytes=10, max_body=6)
+    cache = RenderCache(max_bytes=10 + 2 * ENTRY_OVERHEAD, max_body=6)
     cache.body("a", 1, lambda: b"aaaa")
     cache.body("b", 1, lambda: b"bbbb")
     cache.body("c", 1, lambda: b"cccc")

@@ -17,8 +17,11 @@ from consulpy.http.params import get_token
 # Blocking-query parameters decide *when* a read returns, never *what* it returns.
 _WHEN_ONLY = frozenset(("index", "wait"))
 
-MAX_BYTES = 32 << 20
-MAX_BODY = 1 << 20
+MAX_BYTES = 16 << 20
+MAX_BODY = 512 << 10
+# What an entry costs besides its body (key strings, tuples, dict slot), charged so that many small
+# bodies cannot grow the cache past its bound either.
+ENTRY_OVERHEAD = 512
 
 
 def cache_key(request: BaseRequest) -> Hashable:
@@ -34,7 +37,8 @@ def cache_key(request: BaseRequest) -> Hashable:
 
 
 class RenderCache:
-    """Rendered bodies by request key, each tagged with the index it was built at; bounded in bytes.
+    """Rendered bodies by request key, each tagged with the index it was built at; bounded in bytes
+    (oldest entry dropped first).
 
     Sound because an endpoint's index only moves forward and moves whenever what it covers changes
     (the property blocking queries rest on): the same key at the same index is the same body.
@@ -58,11 +62,12 @@ class RenderCache:
             self._drop(key)
         body = render()
         if len(body) <= self._max_body:
-            while self._entries and self._bytes + len(body) > self._max_bytes:
+            size = len(body) + ENTRY_OVERHEAD
+            while self._entries and self._bytes + size > self._max_bytes:
                 self._drop(next(iter(self._entries)))
             self._entries[key] = (index, body)
-            self._bytes += len(body)
+            self._bytes += size
         return body
 
     def _drop(self, key: Hashable) -> None:
-        self._bytes -= len(self._entries.pop(key)[1])
+        self._bytes -= len(self._entries.pop(key)[1]) + ENTRY_OVERHEAD
