@@ -23,6 +23,7 @@ _CONNECT_TIMEOUT = 1.0
 _WRITE_TIMEOUT = 5.0
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
+_DIRECT_LIMIT = 256 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,29 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 class _Peer:
-    """The outbound side of one peer: a queue drained by a task that keeps one connection open."""
+    """The outbound side of one peer: a queue drained by a task that keeps one connection open.
+
+    While the connection is up, nothing is queued and its socket buffer is small, a frame is written at once
+    instead of waiting for the pump task's turn on the loop: one scheduling hop less per message.
+    """
 
     def __init__(self, transport: RaftTransport, address: str) -> None:
         self.transport = transport
         self.address = address
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(transport.queue_size)
+        self.writer: asyncio.StreamWriter | None = None
         self.task = asyncio.create_task(self._run())
+
+    def send(self, data: bytes) -> None:
+        writer = self.writer
+        if (writer is not None and self.queue.empty() and not writer.transport.is_closing()
+                and writer.transport.get_write_buffer_size() < _DIRECT_LIMIT):
+            try:
+                writer.write(data)
+                return
+            except RuntimeError:
+                self.writer = None
+        self.queue.put_nowait(data)
 
     async def _run(self) -> None:
         host, port = split_address(self.address)
@@ -56,12 +73,14 @@ class _Peer:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
             backoff = _BACKOFF_MIN
+            self.writer = writer
             try:
                 await self._pump(writer)
             except (TimeoutError, OSError, RuntimeError):
                 # uvloop raises RuntimeError for a write on a transport that the peer already closed
                 self.transport.stats["send_failures"] += 1
             finally:
+                self.writer = None
                 writer.close()
                 with contextlib.suppress(OSError, TimeoutError):
                     async with asyncio.timeout(_CONNECT_TIMEOUT):
@@ -75,6 +94,8 @@ class _Peer:
             writer.write(b"".join(frames))
             async with asyncio.timeout(_WRITE_TIMEOUT):
                 await writer.drain()
+            if writer.transport.is_closing():
+                raise ConnectionResetError("raft: connection closed")
 
 
 class RaftTransport:
@@ -121,7 +142,7 @@ class RaftTransport:
         if peer is None:
             peer = self._out[message.to] = _Peer(self, address)
         try:
-            peer.queue.put_nowait(frame(payload))
+            peer.send(frame(payload))
         except asyncio.QueueFull:
             self.stats["dropped_queue_full"] += 1
 
