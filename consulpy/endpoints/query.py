@@ -3,8 +3,8 @@
 A blocking read runs its query, and while the result's index is not past the client's `index`, parks
 on the watch set of what it read until a commit touches it or the wait (plus jitter) runs out.
 `@rpc_endpoint("KVS.Get", read=True)` names an endpoint method as Consul's RPC; the server context's router
-runs it here or forwards it to the leader (stale reads stay local). Imports: stdlib, consulpy.codec,
-consulpy.state, consulpy.server.consensus.
+runs it here or forwards it to the leader (stale reads, and every call without a router, stay local).
+Imports: stdlib, consulpy.codec, consulpy.state, consulpy.server.consensus.
 """
 
 from __future__ import annotations
@@ -70,12 +70,6 @@ class ServerContext:
     default_query_time_ns: int = DEFAULT_QUERY_TIME
     max_query_time_ns: int = MAX_QUERY_TIME
     router: Router | None = None
-
-    async def route(self, method: str, opts: QueryOptions | None, args: tuple[Any, ...],
-                    local: Callable[[], Awaitable[T]]) -> T:
-        if self.router is None or (opts is not None and opts.consistency == "stale"):
-            return await local()
-        return await self.router.route(method, opts, args, local)
 
     async def prepare_read(self, opts: QueryOptions) -> QueryMeta:
         """Check the read can be served here in its consistency mode; return the headers' values.
@@ -150,8 +144,11 @@ def rpc_endpoint(method: str, *, read: bool = False
         async def routed(*args: P.args, **kwargs: P.kwargs) -> T:
             endpoint, call_args = args[0], args[1:]
             opts = call_args[0] if read else None
-            ctx: ServerContext = endpoint.ctx  # type: ignore[attr-defined]
-            return await ctx.route(method, opts, call_args, lambda: fn(*args, **kwargs))  # type: ignore[arg-type]
+            router = endpoint.ctx.router  # type: ignore[attr-defined]
+            # Decided before awaiting, so a local call (dev mode, stale reads) parks no extra frames.
+            if router is None or (opts is not None and opts.consistency == "stale"):
+                return await fn(*args, **kwargs)
+            return await router.route(method, opts, call_args, functools.partial(fn, *args, **kwargs))
 
         routed.rpc_method = method  # type: ignore[attr-defined]
         return routed
