@@ -11,7 +11,7 @@ import logging
 import os
 import random
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consulpy import CONSUL_VERSION
 from consulpy.agent.ae import AntiEntropy, sync_interval
@@ -32,13 +32,15 @@ from consulpy.endpoints.txn import Txn
 from consulpy.fsm import FSM
 from consulpy.http.routes import all_routes
 from consulpy.http.server import HTTPServer
-from consulpy.raft.server import RaftServer
-from consulpy.server.cluster import ServerCluster, ServerInfo, join_targets, raft_id
 from consulpy.server.consensus import Consensus, SingleNode
 from consulpy.server.leader import LeaderDuties, Member
 from consulpy.server.rpc import RPCClient, ServerPort
 from consulpy.server.session_timers import SessionTimers
 from consulpy.state import Node, StateStore
+
+if TYPE_CHECKING:
+    from consulpy.raft.server import RaftServer
+    from consulpy.server.cluster import ServerCluster, ServerInfo
 
 log = logging.getLogger("consulpy.agent")
 
@@ -98,15 +100,7 @@ class Agent:
         if config.dev:
             self.consensus = SingleNode(self.fsm, self.rpc_address, self.node_name, self.node_id)
         else:
-            self.rpc_port = ServerPort((bind_address(config), config.ports.server))
-            source_ip = "" if bind_address(config) in ("0.0.0.0", "::") else bind_address(config)
-            self.rpc_client = RPCClient(source_ip)
-            assert config.data_dir is not None
-            self.raft = RaftServer(raft_id(self.node_id), self.rpc_address, {}, config.data_dir, self.fsm,
-                                   random.Random(), config.raft_multiplier, config.raft_snapshot_threshold,
-                                   port=self.rpc_port, source_ip=source_ip)
-            self.raft.on_leadership = self._on_leadership
-            self.consensus = self.raft
+            self.consensus = self._raft_consensus(config)
         self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
                                     config.default_query_time, config.max_query_time)
         self.catalog = Catalog(self.server)
@@ -123,15 +117,7 @@ class Agent:
         self.operator = Operator(self.server)
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
         if self.raft is not None:
-            assert self.rpc_port is not None and self.rpc_client is not None and config.data_dir is not None
-            self.server.router = LeaderForwarder(self.consensus, self.rpc_client, self.rpc_address,
-                                                 config.rpc_hold_timeout, self.server)
-            self.cluster = ServerCluster(self.server_info(), self.raft, self.rpc_client,
-                                         join_targets(config.retry_join, config.ports.server),
-                                         bootstrap=config.bootstrap, bootstrap_expect=config.bootstrap_expect,
-                                         data_dir=config.data_dir, leader=self.leader,
-                                         node_record=self.server_node_record)
-            self._register_rpc(self.rpc_port, self.cluster)
+            self._wire_server_role(config)
         self.http = HTTPServer(self, all_routes())
         self.dns = DNSServer(self)
         self.stopped = asyncio.Event()
@@ -144,7 +130,40 @@ class Agent:
                     tagged_addresses={"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
                     meta=meta)
 
+    def _raft_consensus(self, config: RuntimeConfig) -> Consensus:
+        """The server role's consensus: Raft on the server port. Imported here, so dev agents start lean."""
+        from consulpy.raft.server import RaftServer
+        from consulpy.server.cluster import raft_id
+
+        bind = bind_address(config)
+        source_ip = "" if bind in ("0.0.0.0", "::") else bind
+        self.rpc_port = ServerPort((bind, config.ports.server))
+        self.rpc_client = RPCClient(source_ip)
+        assert config.data_dir is not None
+        self.raft = RaftServer(raft_id(self.node_id), self.rpc_address, {}, config.data_dir, self.fsm,
+                               random.Random(), config.raft_multiplier, config.raft_snapshot_threshold,
+                               port=self.rpc_port, source_ip=source_ip)
+        self.raft.on_leadership = self._on_leadership
+        return self.raft
+
+    def _wire_server_role(self, config: RuntimeConfig) -> None:
+        """Forward RPCs to the leader, discover the other servers, and serve RPCs on the server port."""
+        from consulpy.server.cluster import ServerCluster, join_targets
+
+        assert self.raft is not None and self.rpc_port is not None and self.rpc_client is not None
+        assert config.data_dir is not None
+        self.server.router = LeaderForwarder(self.consensus, self.rpc_client, self.rpc_address,
+                                             config.rpc_hold_timeout, self.server)
+        self.cluster = ServerCluster(self.server_info(), self.raft, self.rpc_client,
+                                     join_targets(config.retry_join, config.ports.server),
+                                     bootstrap=config.bootstrap, bootstrap_expect=config.bootstrap_expect,
+                                     data_dir=config.data_dir, leader=self.leader,
+                                     node_record=self.server_node_record)
+        self._register_rpc(self.rpc_port, self.cluster)
+
     def server_info(self) -> ServerInfo:
+        from consulpy.server.cluster import ServerInfo
+
         return ServerInfo(self.node_name, self.node_id, self.rpc_address, self.datacenter,
                           self.config.bootstrap_expect, CONSUL_VERSION, tuple(sorted(self.config.node_meta.items())))
 
