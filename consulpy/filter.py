@@ -636,7 +636,7 @@ _MULTILINE_FLAG = re.compile(r"\(\?[a-zA-Z]*m")
 _BRACED_HEX = re.compile(r"\{([0-9a-fA-F]{1,8})\}")
 
 
-def _translate_go_regex(pattern: str) -> str:
+def translate_go_regex(pattern: str) -> str:
     """Rewrite `\\z`, `\\x{...}`, `\\Q...\\E`, `[[:class:]]` and (outside multi-line mode) `$` in Python's spelling.
 
     RE2 constructs Python lacks (`\\pL`, `[[:^alpha:]]`, flag groups after the start) fail to compile rather than
@@ -698,7 +698,7 @@ def _compile_regex(pattern: str) -> re.Pattern[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return re.compile(_translate_go_regex(pattern), re.ASCII)
+            return re.compile(translate_go_regex(pattern), re.ASCII)
     except (re.error, OverflowError, RecursionError) as exc:
         raise FilterError(
             f"Failed to compile regular expression {_go_quote(pattern)}: error parsing regexp: {exc}"

@@ -279,7 +279,7 @@ def test_ingest_is_the_gossip_entry_point() -> None:
     message = SerfUserEvent(40, "consul:event:deploy", remote.encode())
     assert events.ingest(message) is True
     assert events.ingest(message) is False  # gossip delivers the same event more than once
-    assert events.clock.time == 41
+    assert events.clock.time() == 41
     assert events.events() == [UserEvent(remote.id, "deploy", b"v9", "", "api", "blue", 1, 40)]
 
     other_node = UserEvent("1f8e2a64-7a7f-4d6a-9f39-3c1b8f0e9a12", "deploy", node_filter="^node-b$")

@@ -9,7 +9,7 @@ install a broadcaster that gossips the message and delivers it locally, and call
 it receives (anything with `ltime`, `name`, `payload`: `GossipedUserEvent`). `ingest` witnesses the Lamport time,
 drops events outside Serf's 512-slot window or whose ID it has seen, applies the node/service/tag filters to this
 agent, appends to the ring and wakes blocked `/v1/event/list` queries.
-Imports: stdlib, msgpack, consulpy.filter (Go regexp translation), consulpy.state (records).
+Imports: stdlib, msgpack, consulpy.filter (Go regexp translation), consulpy.serf.lamport, consulpy.state (records).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Protocol
 
 import msgpack
 
-from consulpy.filter import _translate_go_regex
+from consulpy.filter import translate_go_regex
+from consulpy.serf.lamport import LamportClock
 from consulpy.state import NodeService
 
 log = logging.getLogger("consulpy.agent")
@@ -83,7 +84,7 @@ def compile_go_regexp(pattern: str) -> re.Pattern[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return re.compile(_translate_go_regex(pattern), re.ASCII)
+            return re.compile(translate_go_regex(pattern), re.ASCII)
     except (re.error, OverflowError, RecursionError) as exc:
         detail = _go_regexp_error(pattern, exc) if isinstance(exc, re.error) else str(exc)
         raise GoRegexpError(f"error parsing regexp: {detail}") from None
@@ -198,21 +199,6 @@ def validate(name: str, node_filter: str = "", service_filter: str = "", tag_fil
         raise UserEventError(f"Invalid {bad[0]} filter: {bad[1]}")
 
 
-class LamportClock:
-    """Serf's Lamport clock: starts at 1 so no event carries time 0."""
-
-    def __init__(self) -> None:
-        self.time = 1
-
-    def increment(self) -> int:
-        self.time += 1
-        return self.time
-
-    def witness(self, other: int) -> None:
-        if other >= self.time:
-            self.time = other + 1
-
-
 @dataclass(slots=True)
 class _SeenSlot:
     ltime: int
@@ -227,7 +213,7 @@ class UserEvents:
         self.node_name = node_name
         self.services = services
         self.remote_exec_disabled = remote_exec_disabled
-        self.clock = LamportClock()
+        self.clock = LamportClock(start=1)  # as Serf's event clock: no event carries time 0
         self.broadcaster: Broadcaster = self.ingest
         self._ring: deque[UserEvent] = deque(maxlen=RING_SIZE)
         self._seen: list[_SeenSlot | None] = [None] * SERF_EVENT_WINDOW
@@ -249,7 +235,7 @@ class UserEvents:
         encoded = event.encode()
         if len(serf_name.encode()) + len(encoded) > SERF_EVENT_SIZE_LIMIT:
             raise UserEventError(TOO_LARGE_BEFORE_ENCODING)
-        message = SerfUserEvent(self.clock.time, serf_name, encoded)
+        message = SerfUserEvent(self.clock.time(), serf_name, encoded)
         if len(message.encode()) > SERF_EVENT_SIZE_LIMIT:
             raise UserEventError(TOO_LARGE_AFTER_ENCODING)
         self.clock.increment()
@@ -262,7 +248,7 @@ class UserEvents:
         self.clock.witness(message.ltime)
         if not message.name.startswith(EVENT_NAME_PREFIX):
             return False
-        now = self.clock.time
+        now = self.clock.time()
         if now > SERF_EVENT_WINDOW and message.ltime < now - SERF_EVENT_WINDOW:
             log.warning("serf: received old event %s from time %d (current: %d)", message.name, message.ltime, now)
             return False
