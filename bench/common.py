@@ -67,15 +67,22 @@ def _ms(text: str) -> float:
     return float(text)
 
 
-def run_wrk(url: str, seconds: float, label: str, script: str | None = None) -> float:
-    """One `wrk -t2 -c64 -d<seconds>s --latency` run; prints a line for it and returns requests/s."""
-    command = ["wrk", "-t2", "-c64", f"-d{seconds:g}s", "--latency"] + (["-s", script] if script else []) + [url]
+def wrk_latency(url: str, seconds: float, label: str, script: str | None = None,
+                connections: int = 64) -> tuple[float, float, float]:
+    """One `wrk -c<connections> -d<seconds>s --latency` run; prints a line for it, returns (req/s, p50 ms, p99 ms)."""
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
+    command += (["-s", script] if script else []) + [url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     rate = float(tool_field(r"^Requests/sec:\s+([\d.]+)", out))
     p50, p99 = _ms(tool_field(r"^\s+50%\s+(\S+)", out)), _ms(tool_field(r"^\s+99%\s+(\S+)", out))
     errors = " ".join(line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line)
     print(f"  {label}: {rate:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms {errors}".rstrip(), flush=True)
-    return rate
+    return rate, p50, p99
+
+
+def run_wrk(url: str, seconds: float, label: str, script: str | None = None) -> float:
+    """One `wrk -t2 -c64` run; returns requests/s."""
+    return wrk_latency(url, seconds, label, script)[0]
 
 
 def format_figure(figure: Figure) -> str:

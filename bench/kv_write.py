@@ -4,7 +4,7 @@ Three `consulpy agent -server -bootstrap-expect 3` processes (raft_multiplier 1,
 fsync on) and three etcd members, all on this machine's loopback. `wrk` PUTs a 256-byte value to the leader
 at 64 connections (throughput and p99) and at 1 connection (sequential p50); etcd gets the same load through
 its HTTP/JSON gateway (`/v3/kv/put`). Runs alternate, 3 each; figures are medians.
-`python -m bench.kv_write [seconds]`. Imports: stdlib, bench.common, bench.kv_wrk.
+`python -m bench.kv_write [seconds]`. Imports: stdlib, bench.common.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bench.common import (
     missing_tools,
     skip_line,
     stop_process,
-    tool_field,
+    wrk_latency,
 )
 
 PREFIX = "127.0.204"
@@ -35,25 +35,6 @@ HOSTS = (2, 3, 4)
 VALUE = "v" * 256
 SECONDS = 10.0
 RUNS = 3
-
-
-def _ms(text: str) -> float:
-    for suffix, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * scale
-    return float(text)
-
-
-def wrk(url: str, seconds: float, connections: int, script: str, label: str) -> tuple[float, float, float]:
-    """One wrk run; returns (requests/s, p50 ms, p99 ms) and prints a line for it."""
-    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script,
-               url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
-    rate = float(tool_field(r"^Requests/sec:\s+([\d.]+)", out))
-    p50, p99 = _ms(tool_field(r"^\s+50%\s+(\S+)", out)), _ms(tool_field(r"^\s+99%\s+(\S+)", out))
-    errors = " ".join(line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line)
-    print(f"  {label}: {rate:.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms {errors}".rstrip(), flush=True)
-    return rate, p50, p99
 
 
 def start_servers(work: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
@@ -128,11 +109,11 @@ def main(seconds: float = SECONDS) -> list[Figure]:
             for run in range(1, RUNS + 1):
                 for connections in (64, 1):
                     results.setdefault(f"consulpy-{connections}", []).append(
-                        wrk(f"{leader}/v1/kv/benchkey", seconds, connections, str(put_script),
-                            f"run {run} consulpy c{connections}"))
+                        wrk_latency(f"{leader}/v1/kv/benchkey", seconds, f"run {run} consulpy c{connections}",
+                                    str(put_script), connections))
                     results.setdefault(f"etcd-{connections}", []).append(
-                        wrk(f"{etcd_url}/v3/kv/put", seconds, connections, str(etcd_script),
-                            f"run {run} etcd c{connections}"))
+                        wrk_latency(f"{etcd_url}/v3/kv/put", seconds, f"run {run} etcd c{connections}",
+                                    str(etcd_script), connections))
         finally:
             for proc in (*ours, *theirs):
                 stop_process(proc)
