@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from consulpy.codec import wire
 from consulpy.raft.messages import ConfChange, ConfChangeType
-from consulpy.raft.server import RaftServer
+from consulpy.raft.server import LeadershipLostError, RaftServer
 from consulpy.raft.wal import fsync_dir
 from consulpy.server.leader import LeaderDuties, Member
 from consulpy.server.rpc import CALL_ERRORS, RPCClient
@@ -137,7 +137,10 @@ class ServerCluster:
 
     async def _run(self) -> None:
         while True:
-            await self._round()
+            try:
+                await self._round()
+            except Exception:
+                log.exception("server discovery round failed")
             forming = not self.raft.has_state()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(EXCHANGE_INTERVAL_FORMING if forming else EXCHANGE_INTERVAL):
@@ -152,7 +155,7 @@ class ServerCluster:
         if self.raft.is_leader():
             try:
                 await self._reconcile()
-            except CALL_ERRORS as exc:
+            except (*CALL_ERRORS, LeadershipLostError) as exc:
                 log.warning("reconcile failed: %s", exc)
 
     async def _exchange_with(self, address: str) -> None:
