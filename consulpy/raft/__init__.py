@@ -3,7 +3,7 @@
 Storage and transport live beside it and are the caller's. Imports: stdlib, consulpy.codec.
 """
 
-from consulpy.raft.core import Config, Mutations, RaftNode, Ready, Role, early_messages
+from consulpy.raft.core import Config, Mutations, RaftNode, Ready, Role, early_messages, must_sync
 from consulpy.raft.messages import (
     ConfChange,
     ConfChangeType,
@@ -34,4 +34,5 @@ __all__ = [
     "Role",
     "Snapshot",
     "early_messages",
+    "must_sync",
 ]

@@ -3,9 +3,10 @@
 Inputs are `step(message)`, logical `tick()`s and local requests; output is a `Ready` batch taken with
 `ready()` and acknowledged with `advance(ready)`. Persistence rule: a Ready's snapshot, entries and hard
 state must be durable before its messages are sent and before its committed entries are applied (snapshot
-first) — except `early_messages(ready, durable_term)`, the leader's replication messages, which may go
-before the persist when the Ready does not change the durable term or vote. Imports: stdlib,
-consulpy.codec, consulpy.raft.
+first) — except `early_messages(ready, durable)`, the leader's replication messages, which may go
+before the persist when the Ready does not change the durable term or vote; and `must_sync` tells when
+there is anything to persist at all (a new commit index alone is not). Imports: stdlib, consulpy.codec,
+consulpy.raft.
 """
 
 from __future__ import annotations
@@ -687,3 +688,15 @@ def early_messages(rd: Ready, durable: HardState) -> tuple[tuple[Message, ...], 
     early = tuple(m for m in rd.messages if m.type in LEADER_MESSAGES)
     late = tuple(m for m in rd.messages if m.type not in LEADER_MESSAGES)
     return early, late
+
+
+def must_sync(rd: Ready, durable: HardState) -> bool:
+    """Whether a Ready needs a durable write: entries, a snapshot, or a new term or vote (etcd's MustSync).
+
+    A commit index alone is not made durable: it only ever names entries a quorum already holds, and a
+    restarted server learns the current one from the leader.
+    """
+    if rd.entries or rd.snapshot is not None:
+        return True
+    hs = rd.hard_state
+    return hs is not None and (hs.term, hs.vote) != (durable.term, durable.vote)

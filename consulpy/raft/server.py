@@ -20,7 +20,7 @@ from typing import Any
 
 from consulpy.codec import encode
 from consulpy.fsm import FSM, Command, decode_command, encode_command
-from consulpy.raft.core import Config, RaftNode, Ready, Role, early_messages
+from consulpy.raft.core import Config, RaftNode, Ready, Role, early_messages, must_sync
 from consulpy.raft.messages import (
     ConfChange,
     ConfChangeType,
@@ -419,7 +419,7 @@ class RaftServer:
                 early, late = early_messages(rd, storage.wal.hard_state)
                 for message in early:
                     self.transport.send(message)
-                if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+                if must_sync(rd, storage.wal.hard_state):
                     await loop.run_in_executor(self._executor, self._persist, rd)
                 for message in late:
                     self.transport.send(message)

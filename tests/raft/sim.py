@@ -28,6 +28,7 @@ from consulpy.raft import (
     Role,
     Snapshot,
     early_messages,
+    must_sync,
 )
 
 ELECTION = 10
@@ -188,7 +189,8 @@ class Sim:
                 self._crash_while_persisting(n, rd)
                 return
             old = n.disk.hs
-            n.disk.write(rd, None)
+            if must_sync(rd, n.disk.hs):
+                n.disk.write(rd, None)
             if n.disk.hs.term < old.term or n.disk.hs.commit < old.commit:
                 self.fail(f"node {n.id} persisted hard state went back: {old} -> {n.disk.hs}")
             self._check_ready(n, rd)
