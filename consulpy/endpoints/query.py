@@ -97,7 +97,11 @@ class ServerContext:
         return min(wait, self.max_query_time_ns) / SECOND
 
     async def blocking(self, opts: QueryOptions, query: Callable[[WatchSet], tuple[int, T]]) -> tuple[QueryMeta, T]:
-        """Run `query`, blocking per `opts`; returns the metadata and the final result."""
+        """Run `query`, blocking per `opts`; returns the metadata and the final result.
+
+        While it waits, a query parks on a future that a commit touching its watch set (or the deadline)
+        resolves: a future, a timer handle and a waiter, no task and no extra coroutine frame.
+        """
         meta = await self.prepare_read(opts)
         loop = asyncio.get_running_loop()
         deadline = 0.0
@@ -110,26 +114,22 @@ class ServerContext:
                 deadline = loop.time() + self.wait_seconds(opts)
             elif loop.time() >= deadline:
                 break
-            await self._park(ws, deadline)
+            woken: asyncio.Future[None] = loop.create_future()
+            wake = functools.partial(_release, woken)
+            waiter = self.store.watch(ws, wake)
+            timer = loop.call_at(deadline, wake)
+            try:
+                await woken
+            finally:
+                timer.cancel()
+                self.store.unwatch(waiter)
         meta.index = max(index, 1)
         return meta, result
 
-    async def _park(self, ws: WatchSet, deadline: float) -> None:
-        """Sleep until a commit touches `ws` or the deadline passes; costs a future, not a task."""
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
 
-        def wake() -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        waiter = self.store.watch(ws, wake)
-        timer = loop.call_at(deadline, wake)
-        try:
-            await woken
-        finally:
-            timer.cancel()
-            self.store.unwatch(waiter)
+def _release(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def rpc_endpoint(method: str, *, read: bool = False
