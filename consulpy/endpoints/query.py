@@ -117,6 +117,7 @@ class ServerContext:
             woken: asyncio.Future[None] = loop.create_future()
             wake = functools.partial(_release, woken)
             waiter = self.store.watch(ws, wake)
+            del ws, result  # while parked the waiter holds the keys, and the next pass queries afresh
             timer = loop.call_at(deadline, wake)
             try:
                 await woken
