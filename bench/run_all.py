@@ -14,6 +14,7 @@ from pathlib import Path
 from bench import (
     blocking_hold,
     dns_perf,
+    dns_rebuild,
     gossip_sim,
     health_wrk,
     kv_write,
@@ -58,8 +59,8 @@ def row(figure: Figure) -> str:
 
 def main() -> None:
     rows = []
-    for bench in (startup, kv_wrk, health_wrk, dns_perf, blocking_hold, read_under_hold, wal_append, kv_write,
-                  gossip_sim):
+    for bench in (startup, kv_wrk, health_wrk, dns_perf, dns_rebuild, blocking_hold, read_under_hold, wal_append,
+                  kv_write, gossip_sim):
         for figure in bench.main():
             print(format_figure(figure), flush=True)
             rows.append(row(figure))
