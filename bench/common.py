@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +33,20 @@ def http_put(url: str, data: bytes, timeout: float = 5.0, method: str = "PUT") -
     request = urllib.request.Request(url, data=data, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         return reply.read()
+
+
+def poll_json(url: str, accept: Callable[[Any], Any], limit: float) -> Any:
+    """Poll `url` until `accept` of its JSON body is truthy and return that; None once `limit` seconds pass."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        try:
+            found = accept(json.loads(http_get(url, 0.5)))
+            if found:
+                return found
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return None
 
 
 def missing_tools(*tools: str) -> list[str]:

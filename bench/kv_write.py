@@ -14,16 +14,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import (
     ROOT,
     Figure,
     format_figure,
-    http_get,
     median,
     missing_tools,
+    poll_json,
     skip_line,
     stop_process,
     wrk_latency,
@@ -47,15 +46,9 @@ def start_servers(work: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
              "-client", address, "-node", f"bench-{host}", "-data-dir", str(work / f"s{host}"),
              "-join", f"{PREFIX}.{HOSTS[0]}", "-log-level", "warn", "-hcl", "performance { raft_multiplier = 1 }"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT))
-    began = time.monotonic()
-    while time.monotonic() - began < 30:
-        try:
-            leader = json.loads(http_get(f"http://{PREFIX}.{HOSTS[0]}:8500/v1/status/leader", 0.5))
-            if leader:
-                return procs, f"http://{leader.rpartition(':')[0]}:8500"
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
+    leader = poll_json(f"http://{PREFIX}.{HOSTS[0]}:8500/v1/status/leader", lambda leader: leader, 30)
+    if leader:
+        return procs, f"http://{leader.rpartition(':')[0]}:8500"
     for proc in procs:
         stop_process(proc)
     raise RuntimeError("the consulpy cluster elected no leader")
@@ -73,14 +66,8 @@ def start_etcd(work: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
              "--initial-cluster-state", "new", "--log-level", "error", "--logger", "zap",
              "--log-outputs", str(work / f"{name}.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     url = f"http://{ETCD_PREFIX}.{HOSTS[0]}:2379"
-    began = time.monotonic()
-    while time.monotonic() - began < 30:
-        try:
-            if json.loads(http_get(f"{url}/health", 0.5)).get("health") == "true":
-                return procs, url
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.1)
+    if poll_json(f"{url}/health", lambda health: health.get("health") == "true", 30):
+        return procs, url
     for proc in procs:
         stop_process(proc)
     raise RuntimeError("etcd did not become healthy")

@@ -14,17 +14,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import (
     DevAgent,
     Figure,
     format_figure,
-    http_get,
     http_put,
     median,
     missing_tools,
+    poll_json,
     run_wrk,
     skip_line,
     stop_process,
@@ -54,13 +53,8 @@ def start_etcd(data_dir: str, limit: float = 20.0) -> subprocess.Popen[bytes]:
          "--initial-cluster", f"bench={peer}", "--initial-cluster-state", "new", "--logger", "zap",
          "--log-level", "error", "--log-outputs", str(Path(data_dir).parent / "etcd.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    began = time.monotonic()
-    while time.monotonic() - began < limit:
-        try:
-            if json.loads(http_get(f"{client}/health", 0.5)).get("health") == "true":
-                return proc
-        except (OSError, ValueError):
-            time.sleep(0.05)
+    if poll_json(f"{client}/health", lambda health: health.get("health") == "true", limit):
+        return proc
     stop_process(proc)
     raise RuntimeError("etcd did not become healthy")
 
