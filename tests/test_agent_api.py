@@ -30,10 +30,6 @@ def passing(agent: AgentProcess, service: str) -> list[str]:
     return sorted(e["Service"]["ID"] for e in get(agent, f"/v1/health/service/{service}?passing").json())
 
 
-def node_name(agent: AgentProcess) -> str:
-    return f"node-{agent.address.replace('.', '-')}"
-
-
 SPRING_BODY = {
     "ID": "web-8080", "Name": "web", "Tags": [], "Address": None, "Meta": {"secure": "false"}, "Port": 8080,
     "EnableTagOverride": None, "Checks": None,
@@ -103,7 +99,7 @@ def test_py_consul_lower_case_body_and_check_numbering(dev_agent: AgentProcess) 
                          timeout=5)
     assert reply.status_code == 200
     assert sorted(get(dev_agent, "/v1/agent/checks").json()) == ["service:api-1"]
-    catalog = get(dev_agent, f"/v1/health/node/{node_name(dev_agent)}").json()
+    catalog = get(dev_agent, f"/v1/health/node/{dev_agent.node_name}").json()
     assert sorted(c["CheckID"] for c in catalog) == ["serfHealth", "service:api-1"]
 
 
@@ -124,10 +120,10 @@ def test_check_register_and_deregister(dev_agent: AgentProcess) -> None:
     output = get(dev_agent, "/v1/agent/checks").json()["disk"]["Output"]
     # Truncated by the endpoint, then again by the TTL check (both at 4096), as in Consul.
     assert output == "x" * 4096 + " ... (captured 4096 of 4130 bytes)"
-    catalog = {c["CheckID"]: c for c in get(dev_agent, f"/v1/health/node/{node_name(dev_agent)}").json()}
+    catalog = {c["CheckID"]: c for c in get(dev_agent, f"/v1/health/node/{dev_agent.node_name}").json()}
     assert catalog["disk"]["Status"] == "passing" and catalog["mem-1"]["Status"] == "critical"
     assert put(dev_agent, "/v1/agent/check/deregister/mem-1").status_code == 200
-    catalog = {c["CheckID"] for c in get(dev_agent, f"/v1/health/node/{node_name(dev_agent)}").json()}
+    catalog = {c["CheckID"] for c in get(dev_agent, f"/v1/health/node/{dev_agent.node_name}").json()}
     assert catalog == {"serfHealth", "disk"}
 
 
@@ -174,7 +170,7 @@ def test_service_and_node_maintenance(dev_agent: AgentProcess) -> None:
     assert put(dev_agent, "/v1/agent/service/maintenance/web", enable="0").status_code == 200
 
     assert put(dev_agent, "/v1/agent/maintenance", enable="1").status_code == 200
-    node_checks = {c["CheckID"]: c for c in get(dev_agent, f"/v1/health/node/{node_name(dev_agent)}").json()}
+    node_checks = {c["CheckID"]: c for c in get(dev_agent, f"/v1/health/node/{dev_agent.node_name}").json()}
     node_maint = node_checks["_node_maintenance"]
     assert (node_maint["Name"], node_maint["Status"]) == ("Node Maintenance Mode", "critical")
     assert node_maint["Notes"] == ("Maintenance mode is enabled for this node, but no reason was provided. This is "
@@ -220,7 +216,7 @@ def test_local_health_status_codes(dev_agent: AgentProcess) -> None:
 
 def test_self_and_members(dev_agent: AgentProcess) -> None:
     me = get(dev_agent, "/v1/agent/self").json()
-    node = node_name(dev_agent)
+    node = dev_agent.node_name
     assert me["Config"]["NodeName"] == node and me["Config"]["Datacenter"] == "dc1"
     assert me["Config"]["Server"] is True and me["Config"]["Version"]
     assert me["Member"]["Name"] == node and me["Member"]["Addr"] == dev_agent.address
@@ -283,7 +279,7 @@ def test_reload_by_signal_and_endpoint(start_agent: Callable[..., AgentProcess],
 
 def test_anti_entropy_repairs_the_catalog(start_agent: Callable[..., AgentProcess]) -> None:
     agent = start_agent(args=("-dev", "-hcl", 'ae_interval = "1s"'))
-    node = node_name(agent)
+    node = agent.node_name
     assert put(agent, "/v1/agent/service/register", {"Name": "web", "Check": {"TTL": "1h"}}).status_code == 200
     reply = requests.put(f"{agent.http}/v1/catalog/deregister", json={"Node": node, "ServiceID": "web"}, timeout=5)
     assert reply.json() is True

@@ -38,7 +38,7 @@ def test_dev_agent_leads_and_lists_consul(start_agent) -> None:
     assert services.headers["X-Consul-Knownleader"] == "true"
     assert services.headers["X-Consul-Effective-Consistency"] == "leader"
     nodes = requests.get(f"{agent.http}/v1/catalog/nodes", timeout=5).json()
-    assert [n["Node"] for n in nodes] == [f"node-{agent.address.replace('.', '-')}"]
+    assert [n["Node"] for n in nodes] == [agent.node_name]
     assert nodes[0]["TaggedAddresses"]["lan"] == agent.address
 
 

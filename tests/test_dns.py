@@ -84,7 +84,7 @@ def test_service_follows_its_ttl_check_through_three_states(dev_agent: AgentProc
 
 
 def test_nodes_servers_and_zone_answers(dev_agent: AgentProcess) -> None:
-    node = f"node-{dev_agent.address.replace('.', '-')}"
+    node = dev_agent.node_name
     a = query(dev_agent, f"{node.upper()}.node.consul")
     assert answers(a) == [dev_agent.address] and str(a.rr[0].rname) == f"{node.upper()}.node.consul."
     assert '"consul-version=1.20.1"' in [str(rr.rdata) for rr in a.ar]

@@ -25,7 +25,7 @@ def test_configuration_shape_and_consistency_modes(dev_agent: AgentProcess) -> N
     assert list(body) == ["Servers", "Index"] and body["Index"] >= 1
     (server,) = body["Servers"]
     assert list(server) == ["ID", "Node", "Address", "Leader", "ProtocolVersion", "Voter", "LastIndex"]
-    assert server == {"ID": _node_id(dev_agent), "Node": f"node-{dev_agent.address.replace('.', '-')}",
+    assert server == {"ID": _node_id(dev_agent), "Node": dev_agent.node_name,
                       "Address": f"{dev_agent.address}:8300", "Leader": True, "ProtocolVersion": "3",
                       "Voter": True, "LastIndex": server["LastIndex"]}
     assert server["LastIndex"] >= 1
@@ -77,7 +77,7 @@ def test_remove_peer_and_transfer_leader_refusals(dev_agent: AgentProcess) -> No
 
 def test_cli_list_peers_remove_peer_transfer_leader(dev_agent: AgentProcess) -> None:
     own_id, own_address = _node_id(dev_agent), f"{dev_agent.address}:8300"
-    node = f"node-{dev_agent.address.replace('.', '-')}"
+    node = dev_agent.node_name
 
     for args in ((), ("-stale",)):
         listed = consul("operator", "raft", "list-peers", *args, agent=dev_agent)

@@ -16,10 +16,6 @@ from tests.agentproc import AgentProcess
 LOCK_FLAGS = 3304740253564472344  # api.Lock's magic flag value
 
 
-def node_name(agent: AgentProcess) -> str:
-    return f"node-{agent.address.replace('.', '-')}"
-
-
 def create(agent: AgentProcess, body: dict | None = None, **kwargs: object) -> str:
     reply = requests.put(f"{agent.http}/v1/session/create", json=body, timeout=5, **kwargs)
     assert reply.status_code == 200, reply.text
@@ -58,7 +54,7 @@ def test_session_lifecycle_and_shapes(dev_agent: AgentProcess) -> None:
     sid = plain.json()["ID"]
     assert str(uuid.UUID(sid)) == sid
     [session] = info(dev_agent, sid)
-    assert session == {"ID": sid, "Name": "", "Node": node_name(dev_agent), "LockDelay": 15_000_000_000,
+    assert session == {"ID": sid, "Name": "", "Node": dev_agent.node_name, "LockDelay": 15_000_000_000,
                        "Behavior": "release", "TTL": "", "NodeChecks": ["serfHealth"], "ServiceChecks": None,
                        "CreateIndex": session["CreateIndex"], "ModifyIndex": session["CreateIndex"]}
 
@@ -79,7 +75,7 @@ def test_session_lifecycle_and_shapes(dev_agent: AgentProcess) -> None:
     ids = [s["ID"] for s in listed.json()]
     assert ids == sorted(ids) and {sid, custom} <= set(ids)
     assert int(listed.headers["X-Consul-Index"]) >= session["CreateIndex"]
-    assert {s["ID"] for s in requests.get(f"{base}/v1/session/node/{node_name(dev_agent)}", timeout=5).json()} \
+    assert {s["ID"] for s in requests.get(f"{base}/v1/session/node/{dev_agent.node_name}", timeout=5).json()} \
         == set(ids)
     assert requests.get(f"{base}/v1/session/node/ghost", timeout=5).json() == []
 

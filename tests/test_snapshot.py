@@ -355,7 +355,7 @@ def test_restore_into_a_fresh_agent_continues_above_the_snapshot(start_agent: Ca
     assert state_view(fresh) == saved_view
     assert int(requests.get(f"{fresh.http}/v1/catalog/nodes", timeout=5).headers["X-Consul-Index"]) > saved_index
     # The fresh agent's leader duties ran again: its own node is back in the restored catalog.
-    own = f"node-{fresh.address.replace('.', '-')}"
+    own = fresh.node_name
     assert requests.get(f"{fresh.http}/v1/catalog/node/{own}", timeout=5).json()["Node"]["Node"] == own
     assert put_kv(fresh, "after-restore", b"x")
     entry = requests.get(f"{fresh.http}/v1/kv/after-restore", timeout=5).json()[0]
