@@ -1,10 +1,12 @@
 """Catalog.* and Health.* endpoints: catalog registration and the service/node/check reads.
 
-Imports: stdlib, consulpy.endpoints.query, consulpy.fsm, consulpy.state.
+Reads that take `near` (a node name) sort their result by estimated round trip from that node.
+Imports: stdlib, consulpy.endpoints (query, coordinate), consulpy.fsm, consulpy.state.
 """
 
 from __future__ import annotations
 
+from consulpy.endpoints.coordinate import sort_by_distance
 from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.state import CHECK_STATUSES, PASSING, HealthCheck, Node, NodeService, StateError, WatchSet
@@ -57,10 +59,12 @@ class Catalog:
         return [self.ctx.datacenter]
 
     @rpc_endpoint("Catalog.ListNodes", read=True)
-    async def list_nodes(self, opts: QueryOptions, node_meta: dict[str, str]) -> tuple[QueryMeta, list[Node]]:
+    async def list_nodes(self, opts: QueryOptions, node_meta: dict[str, str], near: str = ""
+                         ) -> tuple[QueryMeta, list[Node]]:
         def query(ws: WatchSet) -> tuple[int, list[Node]]:
             index, nodes = self.ctx.store.nodes(ws)
-            return index, [n for n in nodes if _meta_matches(n, node_meta)]
+            kept = [n for n in nodes if _meta_matches(n, node_meta)]
+            return index, sort_by_distance(self.ctx.store, near, kept, _node_name)
 
         return await self.ctx.blocking(opts, query)
 
@@ -74,11 +78,12 @@ class Catalog:
         return await self.ctx.blocking(opts, query)
 
     @rpc_endpoint("Catalog.ServiceNodes", read=True)
-    async def service_nodes(self, opts: QueryOptions, name: str, tags: list[str], node_meta: dict[str, str]
-                            ) -> tuple[QueryMeta, list[ServiceInstance]]:
+    async def service_nodes(self, opts: QueryOptions, name: str, tags: list[str], node_meta: dict[str, str],
+                            near: str = "") -> tuple[QueryMeta, list[ServiceInstance]]:
         def query(ws: WatchSet) -> tuple[int, list[ServiceInstance]]:
             index, pairs = self.ctx.store.service_nodes(name, ws)
-            return index, [p for p in pairs if _has_tags(p[1], tags) and _meta_matches(p[0], node_meta)]
+            kept = [p for p in pairs if _has_tags(p[1], tags) and _meta_matches(p[0], node_meta)]
+            return index, sort_by_distance(self.ctx.store, near, kept, _instance_node)
 
         return await self.ctx.blocking(opts, query)
 
@@ -103,29 +108,29 @@ class Health:
         return await self.ctx.blocking(opts, lambda ws: self.ctx.store.node_checks(node, ws))
 
     @rpc_endpoint("Health.ServiceChecks", read=True)
-    async def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str]
+    async def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str], near: str = ""
                              ) -> tuple[QueryMeta, list[HealthCheck]]:
         return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
-            self.ctx.store.service_checks(service, ws), node_meta))
+            self.ctx.store.service_checks(service, ws), node_meta, near))
 
     @rpc_endpoint("Health.ChecksInState", read=True)
-    async def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str]
+    async def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str], near: str = ""
                               ) -> tuple[QueryMeta, list[HealthCheck]]:
         return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
-            self.ctx.store.checks_in_state(state, ws), node_meta))
+            self.ctx.store.checks_in_state(state, ws), node_meta, near))
 
-    def _on_nodes_with_meta(self, found: tuple[int, list[HealthCheck]], node_meta: dict[str, str]
+    def _on_nodes_with_meta(self, found: tuple[int, list[HealthCheck]], node_meta: dict[str, str], near: str
                             ) -> tuple[int, list[HealthCheck]]:
-        """Keep the checks whose node carries every `node-meta` pair asked for."""
+        """Keep the checks whose node carries every `node-meta` pair asked for, sorted by distance from `near`."""
         index, checks = found
+        store = self.ctx.store
         if node_meta:
-            store = self.ctx.store
             checks = [c for c in checks if _meta_matches(store.get_node(c.node) or _NO_NODE, node_meta)]
-        return index, checks
+        return index, sort_by_distance(store, near, checks, _check_node)
 
     @rpc_endpoint("Health.ServiceNodes", read=True)
     async def service_nodes(self, opts: QueryOptions, service: str, tags: list[str], passing: bool,
-                            node_meta: dict[str, str]) -> tuple[QueryMeta, list[CheckedInstance]]:
+                            node_meta: dict[str, str], near: str = "") -> tuple[QueryMeta, list[CheckedInstance]]:
         def query(ws: WatchSet) -> tuple[int, list[CheckedInstance]]:
             index, found = self.ctx.store.check_service_nodes(service, ws)
             out = [
@@ -133,9 +138,21 @@ class Health:
                 if _has_tags(item[1], tags) and _meta_matches(item[0], node_meta)
                 and not (passing and any(c.status != PASSING for c in item[2]))
             ]
-            return index, out
+            return index, sort_by_distance(self.ctx.store, near, out, _instance_node)
 
         return await self.ctx.blocking(opts, query)
 
 
 _NO_NODE = Node(id="", node="", address="")
+
+
+def _node_name(node: Node) -> str:
+    return node.node
+
+
+def _instance_node(instance: ServiceInstance | CheckedInstance) -> str:
+    return instance[0].node
+
+
+def _check_node(check: HealthCheck) -> str:
+    return check.node

@@ -5,6 +5,7 @@ Imports: consulpy.state, consulpy.codec, stdlib.
 
 from consulpy.fsm.commands import (
     Command,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     KVSRequest,
     RegisterRequest,
@@ -19,6 +20,7 @@ from consulpy.fsm.fsm import FSM, TxnOutcome
 __all__ = [
     "FSM",
     "Command",
+    "CoordinateBatchUpdate",
     "DeregisterRequest",
     "KVSRequest",
     "RegisterRequest",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consulpy.codec import CodecError, decode, encode, wire
-from consulpy.state import HealthCheck, KVOp, Node, NodeService, Session
+from consulpy.state import CoordinateEntry, HealthCheck, KVOp, Node, NodeService, Session
 
 
 @wire(20)
@@ -67,8 +67,18 @@ class RestoreRequest:
     data: bytes
 
 
-Command = RegisterRequest | DeregisterRequest | KVSRequest | SessionRequest | TxnRequest | RestoreRequest
-COMMAND_TYPES = (RegisterRequest, DeregisterRequest, KVSRequest, SessionRequest, TxnRequest, RestoreRequest)
+@wire(26)
+@dataclass(slots=True, frozen=True)
+class CoordinateBatchUpdate:
+    """Coordinate.Update, batched by the leader: upsert network coordinates of catalog nodes."""
+
+    updates: tuple[CoordinateEntry, ...]
+
+
+Command = (RegisterRequest | DeregisterRequest | KVSRequest | SessionRequest | TxnRequest | RestoreRequest
+           | CoordinateBatchUpdate)
+COMMAND_TYPES = (RegisterRequest, DeregisterRequest, KVSRequest, SessionRequest, TxnRequest, RestoreRequest,
+                 CoordinateBatchUpdate)
 
 
 def encode_command(command: Command) -> bytes:

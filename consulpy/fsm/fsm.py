@@ -13,6 +13,7 @@ from typing import Any
 from consulpy.codec import CodecError, decode, encode
 from consulpy.fsm.commands import (
     Command,
+    CoordinateBatchUpdate,
     DeregisterRequest,
     KVSRequest,
     RegisterRequest,
@@ -54,6 +55,7 @@ class FSM:
             SessionRequest: self._session,
             TxnRequest: self._txn,
             RestoreRequest: self._restore,
+            CoordinateBatchUpdate: self._coordinates,
         }
 
     def apply(self, index: int, command: Command) -> Any:
@@ -122,6 +124,10 @@ class FSM:
     def _txn(self, index: int, req: TxnRequest) -> TxnOutcome:
         results, errors = self.store.kv_txn(index, req.ops)
         return TxnOutcome(tuple(results), tuple((pos, str(err)) for pos, err in errors))
+
+    def _coordinates(self, index: int, req: CoordinateBatchUpdate) -> bool:
+        self.store.coordinate_batch_update(index, req.updates)
+        return True
 
     def _restore(self, index: int, req: RestoreRequest) -> bool:
         self.store.restore(req.data)

@@ -5,11 +5,13 @@ Imports: aiohttp (request type), consulpy.endpoints, consulpy.fsm, consulpy.http
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import BaseRequest
 
+from consulpy.endpoints.query import QueryMeta
 from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.gostrconv import parse_bool
 from consulpy.http.decode import CATALOG_DEREGISTER, CATALOG_REGISTER, DecodeError, decode_body
@@ -151,10 +153,25 @@ def _health_service_body(request: BaseRequest, found: list[tuple[Node, NodeServi
     return filter_items(request, [check_service_node_json(n, s, c, dc) for n, s, c in found])
 
 
+def _near(request: BaseRequest, agent: Agent) -> str:
+    """`?near=`: the node to sort by round trip from; `_agent` is this agent's own node."""
+    near = request.query.get("near", "")
+    return agent.node_name if near == "_agent" else near
+
+
+def _reply(meta: QueryMeta, build: Callable[[], Any], near: str) -> Reply:
+    """A cached read's reply. A result sorted by `near` is built fresh: its order follows coordinates,
+    which the read's index does not cover, so a body cached at that index could be stale."""
+    if near:
+        return Reply(build(), meta)
+    return Reply(meta=meta, build=build)
+
+
 async def catalog_nodes(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
-    meta, nodes = await agent.catalog.list_nodes(opts, node_meta_filters(request))
-    return Reply(meta=meta, build=partial(_nodes_body, request, nodes, agent.datacenter))
+    near = _near(request, agent)
+    meta, nodes = await agent.catalog.list_nodes(opts, node_meta_filters(request), near)
+    return _reply(meta, partial(_nodes_body, request, nodes, agent.datacenter), near)
 
 
 async def catalog_services(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -173,8 +190,9 @@ async def catalog_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "service name")
     opts = query_options(request, agent.datacenter)
     tags = request.query.getall("tag", [])
-    meta, pairs = await agent.catalog.service_nodes(opts, name, tags, node_meta_filters(request))
-    return Reply(meta=meta, build=partial(_service_nodes_body, request, pairs, agent.datacenter))
+    near = _near(request, agent)
+    meta, pairs = await agent.catalog.service_nodes(opts, name, tags, node_meta_filters(request), near)
+    return _reply(meta, partial(_service_nodes_body, request, pairs, agent.datacenter), near)
 
 
 async def catalog_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -205,15 +223,17 @@ async def health_node(request: BaseRequest, agent: Agent, tail: str) -> Any:
 async def health_checks(request: BaseRequest, agent: Agent, tail: str) -> Any:
     name = _required(tail, "service name")
     opts = query_options(request, agent.datacenter)
-    meta, checks = await agent.health.service_checks(opts, name, node_meta_filters(request))
-    return Reply(meta=meta, build=partial(_checks_body, request, checks))
+    near = _near(request, agent)
+    meta, checks = await agent.health.service_checks(opts, name, node_meta_filters(request), near)
+    return _reply(meta, partial(_checks_body, request, checks), near)
 
 
 async def health_state(request: BaseRequest, agent: Agent, tail: str) -> Any:
     # Consul does not validate the state: one no check can be in (e.g. py-consul's "unknown") lists nothing.
     state = _required(tail, "check state")
     opts = query_options(request, agent.datacenter)
-    meta, checks = await agent.health.checks_in_state(opts, state, node_meta_filters(request))
+    meta, checks = await agent.health.checks_in_state(opts, state, node_meta_filters(request),
+                                                      _near(request, agent))
     return Reply(filter_items(request, (check_json(c) for c in checks)), meta)
 
 
@@ -235,8 +255,9 @@ async def health_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
     opts = query_options(request, agent.datacenter)
     passing = parse_passing(request)
     tags = request.query.getall("tag", [])
-    meta, found = await agent.health.service_nodes(opts, name, tags, passing, node_meta_filters(request))
-    return Reply(meta=meta, build=partial(_health_service_body, request, found, agent.datacenter))
+    near = _near(request, agent)
+    meta, found = await agent.health.service_nodes(opts, name, tags, passing, node_meta_filters(request), near)
+    return _reply(meta, partial(_health_service_body, request, found, agent.datacenter), near)
 
 
 async def status_leader(request: BaseRequest, agent: Agent, tail: str) -> Any:

@@ -1,4 +1,4 @@
-"""The state store: catalog, health, KV and session tables with Raft indexes, secondary indexes and watches.
+"""The state store: catalog, health, KV, session and coordinate tables with Raft indexes, secondary indexes and watches.
 
 Only `consulpy.fsm` writes to it; everything else reads. Imports: stdlib, sortedcontainers, consulpy.codec.
 """
@@ -15,6 +15,7 @@ from consulpy.state.records import (
     SERF_CHECK_NAME,
     SERVICE_MAINT_PREFIX,
     WARNING,
+    CoordinateEntry,
     DirEntry,
     HealthCheck,
     Node,
@@ -35,6 +36,7 @@ __all__ = [
     "SERF_CHECK_NAME",
     "SERVICE_MAINT_PREFIX",
     "WARNING",
+    "CoordinateEntry",
     "DirEntry",
     "HealthCheck",
     "KVOp",

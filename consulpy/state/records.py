@@ -122,6 +122,20 @@ class Session:
     modify_index: int = 0
 
 
+@wire(7)
+@dataclass(slots=True, frozen=True)
+class CoordinateEntry:
+    """A node's Vivaldi network coordinate in one network segment (Consul's structs.Coordinate, flattened:
+    `vec`, `error`, `adjustment`, `height` are serf's coordinate fields, distances in seconds)."""
+
+    node: str
+    segment: str
+    vec: tuple[float, ...]
+    error: float
+    adjustment: float
+    height: float
+
+
 def _content(record: Any) -> tuple[Any, ...]:
     """A record's fields without its Raft indexes, for "did anything change" comparisons."""
     names = [f for f in record.__slots__ if f not in ("create_index", "modify_index")]

@@ -28,7 +28,7 @@ from sortedcontainers import SortedDict
 from consulpy.codec import CodecError, decode, encode
 from consulpy.gojson import json_type
 from consulpy.state.errors import StateError
-from consulpy.state.records import DirEntry, HealthCheck, Node, NodeService, Session
+from consulpy.state.records import CoordinateEntry, DirEntry, HealthCheck, Node, NodeService, Session
 
 if TYPE_CHECKING:
     from consulpy.state.store import StateStore
@@ -57,11 +57,14 @@ def _row_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 # Records are imaged as rows of field values in declaration order (one msgpack array each, no per-record
 # ext wrapper), which is several times faster to write and read than the codec's generic record encoding.
-_ROWS = {cls: _row_of(cls) for cls in (Node, NodeService, HealthCheck, DirEntry, Session)}
+_ROWS = {cls: _row_of(cls) for cls in (Node, NodeService, HealthCheck, DirEntry, Session, CoordinateEntry)}
 
 
 def dump(store: StateStore) -> bytes:
-    """Every table, tombstone, table index, per-service index and the last applied index of `store`."""
+    """Every table, tombstone, table index, per-service index and the last applied index of `store`.
+
+    The coordinates table is the last section; an image written before it existed (11 sections) still loads.
+    """
     service_row = _ROWS[NodeService]
     image = (IMAGE_MAGIC, IMAGE_VERSION, store.last_index, store._indexes, store._service_index,
              list(map(_ROWS[Node], store._nodes.values())),
@@ -69,7 +72,9 @@ def dump(store: StateStore) -> bytes:
              list(map(_ROWS[HealthCheck], store._checks.values())),
              # The sorted map's own order is rebuilt on load; its plain dict view iterates much faster.
              list(map(_ROWS[DirEntry], dict.values(store._kv))),
-             dict(store._tombstones), list(map(_ROWS[Session], store._sessions.values())))
+             dict(store._tombstones), list(map(_ROWS[Session], store._sessions.values())),
+             [_ROWS[CoordinateEntry](entry) for by_segment in store._coordinates.values()
+              for entry in by_segment.values()])
     return encode(image)
 
 
@@ -79,7 +84,7 @@ def load_into(store: StateStore, data: bytes) -> None:
         image = decode(data)
     except CodecError as exc:
         raise SnapshotError(f"not a consulpy state image: {exc}") from None
-    if not (isinstance(image, tuple) and len(image) == 11 and image[0] == IMAGE_MAGIC):
+    if not (isinstance(image, tuple) and len(image) in (11, 12) and image[0] == IMAGE_MAGIC):
         raise SnapshotError("not a consulpy state image (snapshots taken by HashiCorp Consul cannot be restored "
                             "into consulpy)")
     if image[1] != IMAGE_VERSION:
@@ -95,7 +100,8 @@ Row = tuple[Any, ...]
 
 def _fill(store: StateStore, last_index: int, indexes: dict[str, int], service_index: dict[str, int],
           nodes: tuple[Row, ...], services: tuple[tuple[str, Row], ...], checks: tuple[Row, ...],
-          kv: tuple[Row, ...], tombstones: dict[str, int], sessions: tuple[Row, ...]) -> None:
+          kv: tuple[Row, ...], tombstones: dict[str, int], sessions: tuple[Row, ...],
+          coordinates: tuple[Row, ...] = ()) -> None:
     """Load the image's tables into an empty store and rebuild every secondary index from them."""
     if not isinstance(last_index, int) or not isinstance(indexes, dict) or not isinstance(service_index, dict):
         raise TypeError("bad index section")
@@ -134,6 +140,9 @@ def _fill(store: StateStore, last_index: int, indexes: dict[str, int], service_i
         check_ids = [*session.node_checks, *(check.get("ID", "") for check in session.service_checks)]
         for check_id in check_ids:
             store._sessions_by_check.setdefault((node_key, check_id), set()).add(session.id)
+    for row in coordinates:
+        entry = CoordinateEntry(*row)
+        store._coordinates.setdefault(entry.node.lower(), {})[entry.segment.lower()] = entry
 
 
 def image_records(store: StateStore) -> Iterator[tuple[str, int, str]]:
@@ -150,6 +159,9 @@ def image_records(store: StateStore) -> Iterator[tuple[str, int, str]]:
         yield "Tombstone", len(encode((key, index))), ""
     for session in store._sessions.values():
         yield "Session", len(encode(_ROWS[Session](session))), ""
+    for by_segment in store._coordinates.values():
+        for entry in by_segment.values():
+            yield "CoordinateBatchUpdate", len(encode(_ROWS[CoordinateEntry](entry))), ""
 
 
 # --------------------------------------------------------------------------- the archive

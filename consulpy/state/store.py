@@ -18,6 +18,7 @@ from consulpy.state.errors import StateError
 from consulpy.state.kv_ops import WRITE_VERBS, KVOp, KVOverlay, TxnResult, run_kv_op
 from consulpy.state.records import (
     CRITICAL,
+    CoordinateEntry,
     DirEntry,
     HealthCheck,
     Node,
@@ -37,8 +38,10 @@ TABLE_CHECKS = "checks"
 TABLE_KVS = "kvs"
 TABLE_TOMBSTONES = "tombstones"
 TABLE_SESSIONS = "sessions"
+TABLE_COORDINATES = "coordinates"
 
-TABLES = (TABLE_NODES, TABLE_SERVICES, TABLE_CHECKS, TABLE_KVS, TABLE_TOMBSTONES, TABLE_SESSIONS)
+TABLES = (TABLE_NODES, TABLE_SERVICES, TABLE_CHECKS, TABLE_KVS, TABLE_TOMBSTONES, TABLE_SESSIONS,
+          TABLE_COORDINATES)
 # What a restore keeps: the clock and the watch machinery belong to this process, not to the image.
 _LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending"})
 
@@ -98,6 +101,8 @@ class StateStore:
         self._sessions_by_node: dict[NodeKey, set[str]] = {}
         self._sessions_by_check: dict[CheckKey, set[str]] = {}
         self._locks_by_session: dict[str, set[str]] = {}
+        # network coordinates: node key → lower-cased segment → entry
+        self._coordinates: dict[NodeKey, dict[str, CoordinateEntry]] = {}
         # watches
         self._waiters: dict[WatchKey, set[Waiter]] = {}
         self._prefix_watch_count = 0
@@ -313,6 +318,9 @@ class StateStore:
             self.delete_check(index, node_name, check_id)
         for session_id in list(self._sessions_by_node.get(node_key, ())):
             self._invalidate_session(index, session_id)
+        if self._coordinates.pop(node_key, None) is not None:
+            self._bump(TABLE_COORDINATES, index)
+            self._touch("coordinate", node_key)
         del self._nodes[node_key]
         self._services_by_node.pop(node_key, None)
         self._checks_by_node.pop(node_key, None)
@@ -609,6 +617,36 @@ class StateStore:
         ids = self._sessions_by_node.get(node_name.lower(), ())
         sessions = sorted((self._sessions[i] for i in ids), key=lambda s: s.id)
         return self.table_index(TABLE_SESSIONS), sessions
+
+    # ------------------------------------------------------------------ network coordinates
+
+    def coordinate_batch_update(self, index: int, updates: Iterable[CoordinateEntry]) -> None:
+        """Upsert coordinates; an update for a node the catalog does not hold is dropped, as Consul does
+        (coordinates are cleaned up with their node, and the node's next update lands once it is registered).
+        The table index moves even when every update was dropped."""
+        for entry in updates:
+            node_key = entry.node.lower()
+            if node_key not in self._nodes:
+                continue
+            self._coordinates.setdefault(node_key, {})[entry.segment.lower()] = entry
+            self._touch("coordinate", node_key)
+        self._bump(TABLE_COORDINATES, index)
+
+    def coordinates(self, ws: WatchSet | None = None) -> tuple[int, list[CoordinateEntry]]:
+        """Every coordinate, by node name then segment (case-insensitively, as Consul's id index orders them)."""
+        if ws is not None:
+            ws.add("table", TABLE_COORDINATES)
+        entries = [entry for node_key in sorted(self._coordinates)
+                   for _, entry in sorted(self._coordinates[node_key].items())]
+        return self.table_index(TABLE_COORDINATES), entries
+
+    def coordinate(self, node_name: str, ws: WatchSet | None = None) -> tuple[int, dict[str, CoordinateEntry]]:
+        """One node's coordinates by segment, with the table's index (Consul's Store.Coordinate)."""
+        key = node_name.lower()
+        if ws is not None:
+            ws.add("coordinate", key)
+        found = self._coordinates.get(key, {})
+        return self.table_index(TABLE_COORDINATES), {entry.segment: entry for entry in found.values()}
 
     # ------------------------------------------------------------------ snapshots
 
