@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import pytest
+import requests
 
 from consulpy.codec import decode, encode
 from consulpy.endpoints.catalog import Catalog, Health
@@ -17,6 +19,8 @@ from consulpy.serf.messages import Coordinate as VivaldiCoordinate
 from consulpy.server.consensus import SingleNode
 from consulpy.state import CoordinateEntry, Node, NodeService, StateError, StateStore, WatchSet
 from consulpy.state.snapshot import IMAGE_MAGIC, IMAGE_VERSION
+from tests.agentproc import AgentProcess, wait_until
+from tests.test_cli import failed, ok
 
 
 def _vivaldi(x: float, dims: int = 8) -> VivaldiCoordinate:
@@ -197,3 +201,141 @@ def test_catalog_and_health_reads_sort_near_a_node() -> None:
         assert [n.node for n, _, _ in found] == ["src", "near", "far"]
 
     asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- a real dev agent
+
+
+def _coord_json(x: float, dims: int = 8) -> dict[str, Any]:
+    return {"Vec": [x] + [0.0] * (dims - 1), "Error": 0.5, "Adjustment": 0.0, "Height": 0.0}
+
+
+def _register(agent: AgentProcess, node: str, address: str) -> None:
+    body = {"Node": node, "Address": address, "Service": {"Service": "web", "Port": 80},
+            "Check": {"CheckID": "web-check", "Name": "web", "ServiceID": "web", "Status": "passing"}}
+    assert requests.put(f"{agent.http}/v1/catalog/register", json=body, timeout=5).status_code == 200
+
+
+def _put_coordinate(agent: AgentProcess, node: str, x: float, **extra: Any) -> requests.Response:
+    return requests.put(f"{agent.http}/v1/coordinate/update",
+                        json={"Node": node, "Segment": "", "Coord": _coord_json(x), **extra}, timeout=5)
+
+
+def _coordinates(agent: AgentProcess, **params: str) -> dict[str, dict[str, Any]]:
+    reply = requests.get(f"{agent.http}/v1/coordinate/nodes", params=params, timeout=5)
+    assert reply.status_code == 200
+    return {entry["Node"]: entry for entry in reply.json()}
+
+
+def _wait_for_coordinates(agent: AgentProcess, wanted: dict[str, float]) -> None:
+    """Until every node of `wanted` shows its coordinate (updates land with the leader's next batch)."""
+    def landed() -> bool:
+        found = _coordinates(agent)
+        return all(node in found and found[node]["Coord"]["Vec"][0] == x for node, x in wanted.items())
+
+    wait_until(landed, timeout=5)
+
+
+def test_update_and_read_over_http(dev_agent: AgentProcess) -> None:
+    base = dev_agent.http
+    _register(dev_agent, "n1", "10.9.0.1")
+    _register(dev_agent, "n2", "10.9.0.2")
+    before = requests.get(f"{base}/v1/coordinate/nodes", timeout=5)
+    index = int(before.headers["X-Consul-Index"])
+    for node, x in (("n1", 0.001), ("n2", 0.030), ("ghost", 0.002)):
+        reply = _put_coordinate(dev_agent, node, x)
+        assert (reply.status_code, reply.text) == (200, "")
+    # A blocking read wakes when the batch lands.
+    blocked = requests.get(f"{base}/v1/coordinate/nodes", params={"index": str(index), "wait": "5s"}, timeout=10)
+    assert int(blocked.headers["X-Consul-Index"]) > index
+    _wait_for_coordinates(dev_agent, {"n1": 0.001, "n2": 0.030})
+    found = _coordinates(dev_agent)
+    assert "ghost" not in found  # not in the catalog: dropped, as Consul does
+    assert found["n1"] == {"Node": "n1", "Segment": "", "Coord": _coord_json(0.001)}
+    assert list(found) == sorted(found, key=str.lower)
+    assert _coordinates(dev_agent, segment="other") == {}
+
+    node = requests.get(f"{base}/v1/coordinate/node/n2", timeout=5)
+    assert node.status_code == 200 and "X-Consul-Index" in node.headers
+    assert node.json() == [{"Node": "n2", "Segment": "", "Coord": _coord_json(0.030)}]
+    for path in ("/v1/coordinate/node/ghost", "/v1/coordinate/node/n2?segment=other"):
+        missing = requests.get(base + path, timeout=5)
+        assert (missing.status_code, missing.text) == (404, "")
+
+    datacenters = requests.get(f"{base}/v1/coordinate/datacenters", timeout=5)
+    assert datacenters.status_code == 200
+    for dc in datacenters.json():
+        assert set(dc) == {"Datacenter", "AreaID", "Coordinates"} and dc["AreaID"] == "wan"
+
+    # Bad input: Consul's 400 for what its decoder refuses, 500 with the endpoint's reason otherwise.
+    assert requests.post(f"{base}/v1/coordinate/update", json={}, timeout=5).status_code == 405
+    bad_json = requests.put(f"{base}/v1/coordinate/update", data=b"{", timeout=5)
+    assert bad_json.status_code == 400 and bad_json.text.startswith("Request decode failed: ")
+    bad_vec = requests.put(f"{base}/v1/coordinate/update",
+                           json={"Node": "n1", "Coord": {"Vec": ["x"], "Error": 0, "Adjustment": 0, "Height": 0}},
+                           timeout=5)
+    assert (bad_vec.status_code, bad_vec.text) == (
+        400, "Request decode failed: json: cannot unmarshal string into Go struct field "
+             "CoordinateUpdateRequest.Coord.Vec of type float64")
+    unknown = requests.put(f"{base}/v1/coordinate/update", json={"Node": "n1", "Bogus": 1}, timeout=5)
+    assert (unknown.status_code, unknown.text) == (400, 'Request decode failed: json: unknown field "Bogus"')
+    wrong_dims = requests.put(f"{base}/v1/coordinate/update",
+                              json={"Node": "n1", "Coord": _coord_json(0.001, dims=2)}, timeout=5)
+    assert (wrong_dims.status_code, wrong_dims.text) == (500, "incompatible coordinate")
+    no_coord = requests.put(f"{base}/v1/coordinate/update", json={"Node": "n1"}, timeout=5)
+    assert (no_coord.status_code, no_coord.text) == (500, "invalid coordinate")
+
+    # Deleting the node deletes its coordinate.
+    assert requests.put(f"{base}/v1/catalog/deregister", json={"Node": "n1"}, timeout=5).status_code == 200
+    assert "n1" not in _coordinates(dev_agent)
+
+
+def test_near_sorts_catalog_and_health_reads(dev_agent: AgentProcess) -> None:
+    base = dev_agent.http
+    placement = {"n1": 0.001, "n2": 0.030, "n3": 0.010}
+    for i, node in enumerate(placement, start=1):
+        _register(dev_agent, node, f"10.9.1.{i}")
+        assert _put_coordinate(dev_agent, node, placement[node]).status_code == 200
+    assert _put_coordinate(dev_agent, dev_agent.node_name, 0.0).status_code == 200
+    _wait_for_coordinates(dev_agent, placement)
+    ours = set(placement)
+
+    def order(path: str, near: str) -> list[str]:
+        reply = requests.get(base + path, params={"near": near} if near else {}, timeout=5)
+        assert reply.status_code == 200
+        names = [item["Node"]["Node"] if isinstance(item["Node"], dict) else item["Node"] for item in reply.json()]
+        return [name for name in names if name in ours]
+
+    for path in ("/v1/catalog/nodes", "/v1/catalog/service/web", "/v1/health/service/web",
+                 "/v1/health/checks/web", "/v1/health/state/passing"):
+        assert order(path, "") == ["n1", "n2", "n3"], path
+        assert order(path, "n2") == ["n2", "n3", "n1"], path
+        assert order(path, "N2") == ["n2", "n3", "n1"], path
+        assert order(path, "_agent") == ["n1", "n3", "n2"], path
+        assert order(path, "nobody") == ["n1", "n2", "n3"], path
+
+    # Moving coordinates moves the order, though the catalog's index stays where it was: not a cached body.
+    catalog_index = requests.get(f"{base}/v1/catalog/nodes", timeout=5).headers["X-Consul-Index"]
+    assert _put_coordinate(dev_agent, "n1", 0.045).status_code == 200
+    _wait_for_coordinates(dev_agent, {"n1": 0.045})
+    assert order("/v1/catalog/nodes", "n2") == ["n2", "n1", "n3"]
+    assert requests.get(f"{base}/v1/catalog/nodes", timeout=5).headers["X-Consul-Index"] == catalog_index
+
+
+def test_rtt_command(dev_agent: AgentProcess) -> None:
+    _register(dev_agent, "n1", "10.9.2.1")
+    _register(dev_agent, "n2", "10.9.2.2")
+    for node, x in (("n1", 0.001), ("n2", 0.0316)):
+        assert _put_coordinate(dev_agent, node, x).status_code == 200
+    _wait_for_coordinates(dev_agent, {"n1": 0.001, "n2": 0.0316})
+    assert ok("rtt", "n1", "N2", agent=dev_agent) == "Estimated n1 <-> N2 rtt: 30.600 ms (using LAN coordinates)\n"
+    assert ok("rtt", f"-http-addr={dev_agent.http}", "n2", "n1") == (
+        "Estimated n2 <-> n1 rtt: 30.600 ms (using LAN coordinates)\n")
+    assert failed("rtt", "n1", "ghost", agent=dev_agent) == 'Could not find a coordinate for node "ghost"\n'
+    assert failed("rtt", "ghost", "n1", agent=dev_agent) == 'Could not find a coordinate for node "ghost"\n'
+    assert failed("rtt", agent=dev_agent).startswith("One or two node names must be specified\n\nUsage: consul rtt")
+    assert failed("rtt", "a", "b", "c", agent=dev_agent).startswith("One or two node names must be specified\n")
+    assert failed("rtt", "-wan", "n1", "n2", agent=dev_agent) == (
+        "Node names must be specified as <node name>.<datacenter> with -wan\n")
+    assert failed("rtt", "-wan", "nobody.dc1", "n2.dc1", agent=dev_agent) == (
+        'Could not find a coordinate for node "nobody.dc1"\n')
