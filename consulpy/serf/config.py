@@ -56,6 +56,14 @@ class SerfConfig:
     broadcast_timeout: float = 5.0
     # After a leave is gossiped, time for it to propagate before the caller shuts the transport down.
     leave_propagate_delay: float = 1.0
+    # Recent queries remembered per query-clock time slot, so a query re-gossiped to us is handled once.
+    query_buffer: int = 512
+    # A query stays open gossip_interval * query_timeout_mult * ceil(log10(N + 1)) by default: time for the
+    # query to reach every member by gossip and for the direct answers to come back.
+    query_timeout_mult: int = 16
+    # Largest encoded query and query response; both must fit one gossip packet with room to spare.
+    query_size_limit: int = 1024
+    query_response_size_limit: int = 1024
     # Network coordinates from probe round trips (Vivaldi); off saves the ack payload.
     disable_coordinates: bool = False
     vivaldi: VivaldiConfig = field(default_factory=VivaldiConfig)
@@ -65,3 +73,5 @@ class SerfConfig:
             raise ValueError(f"user event size limit exceeds limit of {USER_EVENT_SIZE_CEILING} bytes")
         if self.event_buffer < 1:
             raise ValueError("event buffer must hold at least one slot")
+        if self.query_buffer < 1:
+            raise ValueError("query buffer must hold at least one slot")

@@ -75,7 +75,53 @@ class LeaveDone:
     """Our leave has been gossiped; wait `leave_propagate_delay`, then stop the transport."""
 
 
-Event = MemberEvent | UserEvent | JoinDone | LeaveDone | LogLine
+@dataclass(slots=True, frozen=True)
+class Query:
+    """A query from some member (ourselves included) for the application to answer with `Serf.respond`
+    before `deadline`. Internal queries (`_serf_…`) are answered by Serf itself and never show up here."""
+
+    ltime: int
+    id: int
+    name: str
+    payload: bytes
+    source_node: str
+    source_address: Address
+    relay_factor: int
+    deadline: float
+
+
+@dataclass(slots=True, frozen=True)
+class QueryResponse:
+    """A member's answer to a query we sent; one per member, later duplicates (relayed copies) dropped."""
+
+    query_id: int
+    node: str
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class QueryAck:
+    """A member received a query we sent with `request_ack`; one per member."""
+
+    query_id: int
+    node: str
+
+
+@dataclass(slots=True, frozen=True)
+class QueryDone:
+    """A query we sent is closed: its timeout passed, or every member alive when it went out has answered.
+    No `QueryResponse` for it follows."""
+
+    query_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class KeyringChanged:
+    """An internal query installed, made primary or removed a key in our keyring: time to save the file."""
+
+
+Event = (MemberEvent | UserEvent | JoinDone | LeaveDone | Query | QueryResponse | QueryAck | QueryDone
+         | KeyringChanged | LogLine)
 
 
 @dataclass(slots=True)

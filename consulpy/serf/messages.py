@@ -1,5 +1,6 @@
-"""Serf's wire records (codec ext codes 70-79), carried by the gossip core as user broadcasts, push-pull
-state and ack payloads, and the member tag encoding (memberlist metadata).
+"""Serf's wire records (codec ext codes 70-79), carried by the gossip core as user broadcasts, direct user
+packets (query responses and their relays), push-pull state and ack payloads, and the member tag encoding
+(memberlist metadata).
 
 Every decoded record is checked field by field, so a garbled or hostile message is dropped whole instead
 of failing deep in the Serf layer. Tags use serf's encoding (a 0xff magic byte, then a msgpack map), so a
@@ -84,7 +85,60 @@ class Coordinate:
         return all(math.isfinite(v) for v in (*self.vec, self.error, self.adjustment, self.height))
 
 
-SerfMessage = JoinIntent | LeaveIntent | UserEventMessage
+@wire(76)
+@dataclass(slots=True, frozen=True)
+class QueryMessage:
+    """A query, gossiped to every member (serf's messageQuery): answers go straight to `address`."""
+
+    ltime: int  # query-clock time; with `id` it names the query
+    id: int
+    address: str  # where the querier takes direct answers ("host:port")
+    source_node: str
+    flags: int  # QUERY_FLAG_ACK / QUERY_FLAG_NO_BROADCAST
+    relay_factor: int  # answers are also relayed through this many other members
+    timeout: float  # seconds the querier keeps the query open
+    name: str
+    payload: bytes
+
+
+@wire(77)
+@dataclass(slots=True, frozen=True)
+class QueryResponseMessage:
+    """One member's answer (or delivery ack) to a query, sent to the querier (serf's messageQueryResponse)."""
+
+    ltime: int
+    id: int
+    from_node: str
+    flags: int  # QUERY_FLAG_ACK for a delivery ack
+    payload: bytes
+
+
+@wire(78)
+@dataclass(slots=True, frozen=True)
+class RelayMessage:
+    """An encoded query response for a relaying member to pass on to `address` (serf's relay header)."""
+
+    address: str
+    node: str
+    response: bytes
+
+
+@wire(79)
+@dataclass(slots=True, frozen=True)
+class NodeKeyResponse:
+    """A member's answer to an internal keyring query (serf's nodeKeyResponse): whether the operation
+    succeeded there, its message, and for list-keys the installed keys (base64) and the primary key."""
+
+    result: bool
+    message: str
+    keys: tuple[str, ...]
+    primary_key: str
+
+
+QUERY_FLAG_ACK = 1
+QUERY_FLAG_NO_BROADCAST = 2
+
+SerfMessage = JoinIntent | LeaveIntent | UserEventMessage | QueryMessage | QueryResponseMessage | RelayMessage
 
 
 def _clock(value: object) -> bool:
@@ -99,6 +153,16 @@ def _well_formed(message: object) -> bool:
     if isinstance(message, UserEventMessage):
         return (_clock(message.ltime) and type(message.name) is str and type(message.payload) is bytes
                 and type(message.coalesce) is bool)
+    if isinstance(message, QueryMessage):
+        return (_clock(message.ltime) and _clock(message.id) and type(message.address) is str
+                and type(message.source_node) is str and _clock(message.flags) and _clock(message.relay_factor)
+                and type(message.timeout) is float and math.isfinite(message.timeout) and message.timeout > 0
+                and type(message.name) is str and type(message.payload) is bytes)
+    if isinstance(message, QueryResponseMessage):
+        return (_clock(message.ltime) and _clock(message.id) and type(message.from_node) is str
+                and _clock(message.flags) and type(message.payload) is bytes)
+    if isinstance(message, RelayMessage):
+        return type(message.address) is str and type(message.node) is str and type(message.response) is bytes
     return False
 
 
@@ -116,6 +180,19 @@ def decode_message(data: bytes) -> SerfMessage | None:
     except CodecError:
         return None
     return value if _well_formed(value) else None
+
+
+def decode_key_response(data: bytes) -> NodeKeyResponse | None:
+    """A member's keyring query answer, or None when it is not a well-formed one."""
+    try:
+        value = decode(data)
+    except CodecError:
+        return None
+    if not isinstance(value, NodeKeyResponse):
+        return None
+    ok = (type(value.result) is bool and type(value.message) is str and type(value.keys) is tuple
+          and all(type(k) is str for k in value.keys) and type(value.primary_key) is str)
+    return value if ok else None
 
 
 def decode_push_pull(data: bytes) -> PushPullState | None:

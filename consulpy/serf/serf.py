@@ -1,11 +1,12 @@
 """The Serf layer (`Serf`), sans-IO, on top of the gossip core: member statuses, tags, Lamport-ordered
-join and leave intents, user events, reaping, reconnecting, network coordinates and the snapshot state.
+join and leave intents, user events, queries (and the internal keyring queries), reaping, reconnecting,
+network coordinates and the snapshot state.
 
 It owns a `Memberlist` and is driven exactly like one (`receive_packet`, `handle_stream`, `stream_reply`,
 `tick` at `next_deadline()`, then `poll()`); the core's events are consumed here and Serf's are handed
 out instead. No clock reads and no global randomness: `now` comes with every call, randomness from the
 injected `random.Random`. Behaviour follows hashicorp/serf's serf.go and delegate.go. Imports: stdlib,
-consulpy.codec, consulpy.gossip, and this package.
+consulpy.codec, consulpy.gossip (and its keyring), and this package.
 """
 
 from __future__ import annotations
@@ -33,32 +34,56 @@ from consulpy.gossip import Event as CoreEvent
 from consulpy.gossip import Member as CoreMember
 from consulpy.gossip import MemberEvent as CoreMemberEvent
 from consulpy.gossip import MemberEventKind as CoreKind
+from consulpy.gossip import MemberState as CoreState
+from consulpy.gossip.keyring import Keyring
 from consulpy.serf.config import SerfConfig
 from consulpy.serf.coordinate import CoordinateRejected, VivaldiClient
 from consulpy.serf.events import (
     JoinDone,
+    KeyringChanged,
     LeaveDone,
     Member,
     MemberEvent,
     MemberEventKind,
     MemberStatus,
     Output,
+    Query,
+    QueryAck,
+    QueryDone,
+    QueryResponse,
     SerfState,
     UserEvent,
 )
 from consulpy.serf.lamport import LamportClock
 from consulpy.serf.messages import (
+    QUERY_FLAG_ACK,
+    QUERY_FLAG_NO_BROADCAST,
     Coordinate,
     EventsAt,
     JoinIntent,
     LeaveIntent,
+    NodeKeyResponse,
     PushPullState,
+    QueryMessage,
+    QueryResponseMessage,
+    RelayMessage,
     UserEventMessage,
     decode_coordinate,
     decode_message,
     decode_push_pull,
     decode_tags,
     encode_tags,
+)
+from consulpy.serf.query import (
+    INTERNAL_QUERY_PREFIX,
+    KEY_QUERIES,
+    LIST_KEYS_QUERY,
+    PING_QUERY,
+    OpenQuery,
+    QueryBuffer,
+    answer_key_query,
+    default_query_timeout,
+    fit_key_list,
 )
 from consulpy.serf.snapshot import SnapshotState
 
@@ -68,6 +93,10 @@ class SerfError(Exception):
 
 
 class UserEventTooLarge(SerfError):
+    pass
+
+
+class QueryTooLarge(SerfError):
     pass
 
 
@@ -149,9 +178,11 @@ class Serf:
         now: float,
         tags: dict[str, str] | None = None,
         previous: SnapshotState | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
-        """`previous` is the replayed snapshot of an earlier run: its clocks are resumed (events up to its
-        event clock are not delivered again) and its alive members are re-joined one at a time."""
+        """`previous` is the replayed snapshot of an earlier run: its clocks are resumed (events and queries up
+        to its clocks are not delivered again) and its alive members are re-joined one at a time. `keyring`
+        is the one the transport encrypts with: keyring queries change it in place."""
         self.config = config
         self.name = name
         self.address = address
@@ -167,6 +198,10 @@ class Serf:
         self._event_buffer: list[_EventSlot | None] = [None] * config.event_buffer
         self._event_min_time = 0
         self._last_event_ltime = 0
+        self._keyring = keyring
+        self._query_buffer = QueryBuffer(config.query_buffer)
+        self._query_min_time = 0
+        self._open_queries: dict[int, OpenQuery] = {}  # by query-clock time, which is unique per query we send
         self._joins: list[_JoinAttempt] = []
         self._rejoin: list[Address] = []
         self._timers = _Timers()
@@ -179,6 +214,7 @@ class Serf:
             self.query_clock.witness(previous.query_clock)
             self._event_min_time = previous.event_clock + 1
             self._last_event_ltime = previous.event_clock
+            self._query_min_time = previous.query_clock + 1
             self._rejoin = [addr for member, addr in sorted(previous.alive.items()) if member != name]
             rng.shuffle(self._rejoin)  # as serf does, so restarted members do not all pick the same one
         self.core = Memberlist(config.gossip, name, address, rng=rng, now=now, meta=encode_tags(self._tags),
@@ -280,6 +316,49 @@ class Serf:
         self.event_clock.increment()
         self._user_event(message)
         self.core.broadcast(raw)
+
+    def query(self, name: str, payload: bytes, now: float, timeout: float | None = None, *,
+              relay_factor: int = 0, request_ack: bool = False) -> int:
+        """Send a query to every member (ourselves included) and return its id. Each member's answer comes
+        back as a `QueryResponse` (with `request_ack`, each delivery as a `QueryAck`), then `QueryDone` once
+        the timeout (default `default_query_timeout()`) passes or every member alive now has answered.
+        Nothing is emitted during this call: our own handling runs at the next tick, which is due at once,
+        so the caller can note the id before any answer arrives. `relay_factor` (0-255) members also relay
+        each answer, for when the direct path loses packets. Raises `QueryTooLarge` past the size limit."""
+        if not 0 <= relay_factor <= 255:
+            raise ValueError("relay factor must be in range [0, 255]")
+        ltime = self.query_clock.time()
+        self.query_clock.witness(ltime)  # a second query sent before the first is handled gets a later time
+        message = QueryMessage(ltime, self._rng.getrandbits(31), self.address, self.name,
+                               QUERY_FLAG_ACK if request_ack else 0, relay_factor,
+                               float(timeout if timeout is not None else self.default_query_timeout()), name, payload)
+        raw = encode(message)
+        limit = self.config.query_size_limit
+        if len(raw) > limit:
+            raise QueryTooLarge(f"query exceeds limit of {limit} bytes")
+        alive = {m.name for m in self._members.values() if m.status == MemberStatus.ALIVE}
+        self._open_queries[ltime] = OpenQuery(message.id, frozenset(alive | {self.name}), request_ack)
+        self._timers.at(now + message.timeout, partial(self._query_timeout, ltime, message.id))
+        self._timers.at(now, partial(self._query_here, message))
+        self.core.broadcast(raw)
+        return message.id
+
+    def respond(self, query: Query, payload: bytes, now: float) -> None:
+        """Answer a `Query` event, straight to its sender (and through its relays); raises `SerfError` past
+        its deadline or the response size limit."""
+        if now > query.deadline:
+            raise SerfError("response is past the deadline")
+        response = QueryResponseMessage(query.ltime, query.id, self.name, 0, payload)
+        raw = encode(response)
+        limit = self.config.query_response_size_limit
+        if len(raw) > limit:
+            raise SerfError(f"response exceeds limit of {limit} bytes")
+        self._send_response(query.source_address, query.source_node, query.relay_factor, response, raw, now)
+        self._pump(now)
+
+    def default_query_timeout(self) -> float:
+        members = sum(1 for m in self.core.members() if m.state in (CoreState.ALIVE, CoreState.SUSPECT))
+        return default_query_timeout(self.config.gossip.gossip_interval, self.config.query_timeout_mult, members)
 
     # ---- reading it -----------------------------------------------------------------------------------
 
@@ -400,6 +479,13 @@ class Serf:
         elif isinstance(message, LeaveIntent):
             if self._leave_intent(message, now):
                 self.core.broadcast(payload, _intent_key(message.node))
+        elif isinstance(message, QueryMessage):
+            if self._handle_query(message, now):
+                self.core.broadcast(payload)
+        elif isinstance(message, QueryResponseMessage):
+            self._handle_query_response(message)
+        elif isinstance(message, RelayMessage):
+            self._handle_relay(message)
         elif self._user_event(message):
             self.core.broadcast(payload)
 
@@ -503,6 +589,127 @@ class Serf:
         self._last_event_ltime = max(self._last_event_ltime, message.ltime)
         self._out.events.append(UserEvent(message.ltime, message.name, message.payload, message.coalesce))
         return True
+
+    # ---- queries --------------------------------------------------------------------------------------
+
+    def _query_here(self, message: QueryMessage, now: float) -> None:
+        self._handle_query(message, now)
+
+    def _handle_query(self, message: QueryMessage, now: float) -> bool:
+        """Run a query unless seen, too old, or from before our start; True when it is to be gossiped on."""
+        self.query_clock.witness(message.ltime)
+        if message.ltime < self._query_min_time:
+            return False
+        size = len(self._query_buffer)
+        current = self.query_clock.time()
+        if current > size and message.ltime < current - size:
+            self._log("WARN", f"received old query {message.name} from time {message.ltime} (current: {current})")
+            return False
+        if not self._query_buffer.first_sight(message.ltime, message.id):
+            return False
+        if message.flags & QUERY_FLAG_ACK:
+            ack = QueryResponseMessage(message.ltime, message.id, self.name, QUERY_FLAG_ACK, b"")
+            self._send_response(message.address, message.source_node, message.relay_factor, ack, encode(ack), now)
+        if message.name in KEY_QUERIES:
+            self._answer_key_query(message, now)
+        elif message.name == PING_QUERY:
+            pass  # the ack above is the whole answer
+        elif message.name.startswith(INTERNAL_QUERY_PREFIX):
+            self._log("WARN", f"Unhandled internal query '{message.name.removeprefix(INTERNAL_QUERY_PREFIX)}'")
+        else:
+            self._out.events.append(Query(message.ltime, message.id, message.name, message.payload,
+                                          message.source_node, message.address, message.relay_factor,
+                                          now + message.timeout))
+        return not message.flags & QUERY_FLAG_NO_BROADCAST
+
+    def _answer_key_query(self, message: QueryMessage, now: float) -> None:
+        answer = answer_key_query(self._keyring, message.name, message.payload)
+        for level, text in answer.logs:
+            self._log(level, text)
+        if answer.changed:
+            self._out.events.append(KeyringChanged())
+
+        def wrap(response: NodeKeyResponse) -> QueryResponseMessage:
+            return QueryResponseMessage(message.ltime, message.id, self.name, 0, encode(response))
+
+        limit = self.config.query_response_size_limit
+        response = answer.response
+        if message.name == LIST_KEYS_QUERY:
+            fitted = fit_key_list(response, lambda r: encode(wrap(r)), limit)
+            if fitted is None:
+                self._log("ERR", "Failed to truncate response so that it fits into message")
+                return
+            raw, response = fitted
+            if response is not answer.response:
+                self._log("WARN", response.message)
+        else:
+            raw = encode(wrap(response))
+            if len(raw) > limit:
+                self._log("ERR", f"Failed to respond to key query: response exceeds limit of {limit} bytes")
+                return
+        self._send_response(message.address, message.source_node, message.relay_factor, wrap(response), raw, now)
+
+    def _send_response(self, address: Address, node: str, relay_factor: int, response: QueryResponseMessage,
+                       raw: bytes, now: float) -> None:
+        """An answer (`raw` encodes `response`) to the querier at `address`, and copies through `relay_factor`
+        random other members; our own answer to our own query is taken directly."""
+        if address == self.address:
+            self._handle_query_response(response)
+            return
+        self.core.send_user(address, raw)
+        # A relay only pays off with enough other members to spread over (serf's check).
+        if relay_factor == 0 or len(self._members) < relay_factor + 1:
+            return
+        relay = encode(RelayMessage(address, node, raw))
+        if len(relay) > self.config.query_response_size_limit:
+            self._log("ERR", "failed to relay response: relayed response exceeds limit of "
+                             f"{self.config.query_response_size_limit} bytes")
+            return
+        others = [m for m in self._members.values() if m.status == MemberStatus.ALIVE and m.name != self.name]
+        for member in self._rng.sample(others, min(relay_factor, len(others))):
+            self.core.send_user(member.address, relay)
+
+    def _handle_relay(self, relay: RelayMessage) -> None:
+        """Pass a relayed answer on to its querier (or take it, when the querier is us)."""
+        if relay.address != self.address:
+            self.core.send_user(relay.address, relay.response)
+            return
+        response = decode_message(relay.response)
+        if isinstance(response, QueryResponseMessage):
+            self._handle_query_response(response)
+        else:
+            self.stats["malformed_messages"] += 1
+
+    def _handle_query_response(self, response: QueryResponseMessage) -> None:
+        query = self._open_queries.get(response.ltime)
+        if query is None:
+            self._log("WARN", f"reply for non-running query (LTime: {response.ltime}, ID: {response.id}) "
+                              f"From: {response.from_node}")
+            return
+        if query.id != response.id:
+            self._log("WARN", f"query reply ID mismatch (Local: {query.id}, Response: {response.id})")
+            return
+        if response.flags & QUERY_FLAG_ACK:
+            if response.from_node in query.acks:
+                self.stats["query_duplicate_acks"] += 1
+                return
+            query.acks.add(response.from_node)
+            self._out.events.append(QueryAck(query.id, response.from_node))
+        else:
+            if response.from_node in query.responses:
+                self.stats["query_duplicate_responses"] += 1
+                return
+            query.responses.add(response.from_node)
+            self._out.events.append(QueryResponse(query.id, response.from_node, response.payload))
+        if query.complete():
+            del self._open_queries[response.ltime]
+            self._out.events.append(QueryDone(query.id))
+
+    def _query_timeout(self, ltime: int, query_id: int, _: float) -> None:
+        query = self._open_queries.get(ltime)
+        if query is not None and query.id == query_id:
+            del self._open_queries[ltime]
+            self._out.events.append(QueryDone(query_id))
 
     # ---- push-pull ------------------------------------------------------------------------------------
 

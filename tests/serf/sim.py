@@ -1,7 +1,8 @@
 """The gossip simulator (tests/gossip/sim.py) with a `Serf` in place of each bare `Memberlist`: Serf is
 driven exactly like the core, so the network, clock, loss and partitions are the gossip simulator's.
-Members may sit on a plane where one-way delay grows with distance (for network coordinates), and each
-records the Serf events it handed out. Imports: stdlib, consulpy.serf, tests.gossip.sim.
+Members may sit on a plane where one-way delay grows with distance (for network coordinates), each may hold
+a keyring of its own (for the keyring queries) and an answer for user queries, and each records the Serf
+events it handed out. Imports: stdlib, consulpy.gossip, consulpy.serf, tests.gossip.sim.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consulpy.gossip import LogLine
+from consulpy.gossip.keyring import Keyring
 from consulpy.serf import (
     Event,
     JoinDone,
+    KeyringChanged,
     LeaveDone,
     MemberEvent,
     MemberEventKind,
     MemberStatus,
+    Query,
+    QueryAck,
+    QueryDone,
+    QueryResponse,
     Serf,
     SerfConfig,
     SnapshotState,
@@ -45,6 +52,10 @@ class SerfMember(SimMember):
     def user_events(self) -> list[UserEvent]:
         return [e for _, e in self.serf_events if isinstance(e, UserEvent)]
 
+    def query_events(self, query_id: int) -> list[tuple[float, QueryResponse | QueryAck | QueryDone]]:
+        return [(t, e) for t, e in self.serf_events
+                if isinstance(e, QueryResponse | QueryAck | QueryDone) and e.query_id == query_id]
+
     def member_events(self, subject: str, kind: MemberEventKind | None = None) -> list[tuple[float, MemberEvent]]:
         return [(t, e) for t, e in self.serf_events if isinstance(e, MemberEvent) and e.member.name == subject
                 and (kind is None or e.kind == kind)]
@@ -52,10 +63,15 @@ class SerfMember(SimMember):
 
 class SerfSim(Sim):
     def __init__(self, seed: int, n: int, serf_config: SerfConfig | None = None, loss: float = 0.0,
-                 plane: bool = False) -> None:
+                 plane: bool = False, keys: list[bytes] | None = None) -> None:
+        """With `keys`, every member starts with a keyring of its own holding them (primary first)."""
         self.serf_config = serf_config or SerfConfig()
         self.plane = plane
         self.tags: dict[str, dict[str, str]] = {}
+        self.keyrings: dict[str, Keyring] = {}
+        self.keys = keys
+        # How members answer user queries: (member name, query) -> payload, or None to stay silent.
+        self.answer: Callable[[str, Query], bytes | None] | None = None
         super().__init__(seed, n, config=self.serf_config.gossip, loss=loss)
 
     def add_member(self, name: str, address: str, previous: SnapshotState | None = None) -> SimMember:
@@ -63,8 +79,10 @@ class SerfSim(Sim):
         if self.plane:
             member.position = (self.rng.uniform(0, PLANE_SIZE), self.rng.uniform(0, PLANE_SIZE))
         tags = self.tags.setdefault(name, {"role": "node", "id": name})
+        if self.keys is not None:
+            self.keyrings.setdefault(name, Keyring(self.keys))
         member.core = Serf(self.serf_config, name, address, rng=random.Random(self.rng.getrandbits(64)),  # type: ignore[assignment]
-                           now=self.now, tags=tags, previous=previous)
+                           now=self.now, tags=tags, previous=previous, keyring=self.keyrings.get(name))
         self.members[name] = member
         self.by_address[address] = member
         self._flush(member)
@@ -117,8 +135,13 @@ class SerfSim(Sim):
 
     def _record(self, member: SimMember, event: object) -> None:
         assert isinstance(member, SerfMember)
-        if isinstance(event, MemberEvent | UserEvent | JoinDone | LeaveDone):
+        if isinstance(event, MemberEvent | UserEvent | JoinDone | LeaveDone | Query | QueryResponse | QueryAck
+                      | QueryDone | KeyringChanged):
             member.serf_events.append((self.now, event))
+        if isinstance(event, Query) and self.answer is not None:
+            payload = self.answer(member.name, event)
+            if payload is not None:
+                self.act(member.name, lambda serf: serf.respond(event, payload, self.now))
         elif isinstance(event, LogLine):
             member.log_lines.append(event.text)
         if isinstance(event, LeaveDone):
