@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from consulpy import BUILD_DATE, CONSUL_VERSION, __version__
-from consulpy.cli import agentcmds, catalog, event, kv, operator, rtt, services, snapshot
+from consulpy.cli import agentcmds, catalog, event, keyring, kv, members, operator, rtt, services, snapshot
 from consulpy.cli.base import APP, Call, Command, Fail, Registry, emit, out
 from consulpy.cli.goflags import FlagSet
 
@@ -75,7 +75,7 @@ REGISTRY.add(
             "Exits 0 when the\n  configuration is valid, 1 otherwise.", validate, _validate_flags,
             repeat_flag_error=True),
     *kv.COMMANDS, *catalog.COMMANDS, *agentcmds.COMMANDS, *services.COMMANDS, *operator.COMMANDS, *snapshot.COMMANDS,
-    *event.COMMANDS, *rtt.COMMANDS,
+    *event.COMMANDS, *members.COMMANDS, *rtt.COMMANDS, *keyring.COMMANDS,
 )
 
 
