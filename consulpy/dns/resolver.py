@@ -1,8 +1,10 @@
-"""Answers a DNS question from the state store the way Consul's DNS router does. Pure: no sockets.
+"""Answers a DNS question from catalog reads the way Consul's DNS router does. Pure: no sockets.
 
 Names handled: `[tag.]name.service[.dc[.dc]]`, RFC 2782 `_name._tag[.service][.dc]` (`_tcp` = no tag),
 `node.node[.dc]`, `<hex>.addr[.dc]`, reverse `in-addr.arpa`/`ip6.arpa`, SOA and NS for any name in the zone;
-in `domain` and `alt_domain`. Imports: stdlib, consulpy.agent.config, consulpy.state, consulpy.dns.wire.
+in `domain` and `alt_domain`. The reads come through `CatalogReads`: the state store on servers and dev
+agents, the results fetched from the servers on client agents (`consulpy.dns.remote`).
+Imports: stdlib, consulpy.agent.config, consulpy.duration, consulpy.state, consulpy.dns.wire.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from consulpy.agent.config import RuntimeConfig
 from consulpy.dns.wire import (
@@ -37,6 +40,7 @@ from consulpy.dns.wire import (
     Reply,
     name_ok,
 )
+from consulpy.duration import DurationError, parse_duration_value
 from consulpy.state import (
     CRITICAL,
     NODE_MAINT_CHECK_ID,
@@ -46,7 +50,6 @@ from consulpy.state import (
     HealthCheck,
     Node,
     NodeService,
-    StateStore,
 )
 
 Instance = tuple[Node, NodeService, list[HealthCheck]]
@@ -84,6 +87,9 @@ class DNSSettings:
     recursors: tuple[tuple[str, int], ...] = ()
     recursor_timeout: float = 2.0
     recursor_random: bool = False
+    allow_stale: bool = True  # how a client agent reads from the servers
+    max_stale_ms: int = 87600 * 3600 * 1000
+    cache_max_age: float = 0.0  # seconds a client agent reuses a service read; 0 = not at all
 
     @classmethod
     def from_config(cls, config: RuntimeConfig) -> DNSSettings:
@@ -99,7 +105,23 @@ class DNSSettings:
             compress=not dns.disable_compression, node_meta_txt=dns.enable_additional_node_meta_txt,
             soa_refresh=dns.soa.refresh, soa_retry=dns.soa.retry, soa_expire=dns.soa.expire,
             soa_min_ttl=dns.soa.min_ttl, recursors=tuple(recursor_address(r) for r in config.recursors),
-            recursor_timeout=dns.recursor_timeout / 1e9, recursor_random=dns.recursor_strategy == "random")
+            recursor_timeout=dns.recursor_timeout / 1e9, recursor_random=dns.recursor_strategy == "random",
+            allow_stale=dns.allow_stale, max_stale_ms=dns.max_stale // 10**6, cache_max_age=_cache_max_age(config))
+
+
+def _cache_max_age(config: RuntimeConfig) -> float:
+    """`dns_config.cache_max_age` in seconds when `use_cache` is on, else 0 (not kept in `DNSConfig`).
+
+    Consul's agent cache keeps an entry fresh with background blocking queries when no max age is set;
+    consulpy has no such refresher, so without a max age nothing is reused.
+    """
+    raw = config.raw.get("dns_config") or {}
+    if raw.get("use_cache") is not True:
+        return 0.0
+    try:
+        return max(parse_duration_value(raw.get("cache_max_age", 0)), 0) / 1e9
+    except DurationError:
+        return 0.0
 
 
 def _labels(domain: str) -> tuple[str, ...]:
@@ -216,12 +238,24 @@ def ip_from_arpa(labels: tuple[str, ...]) -> str | None:
     return None
 
 
-class Resolver:
-    """Turns questions into `Reply`s from one state store and one set of DNS settings."""
+class CatalogReads(Protocol):
+    """Everything the resolver reads; `StateStore` is one, `consulpy.dns.remote.FetchedReads` another."""
 
-    def __init__(self, store: StateStore, settings: DNSSettings, clock: Callable[[], float] = time.time,
+    def check_service_nodes(self, name: str) -> tuple[int, list[Instance]]: ...
+
+    def nodes(self) -> tuple[int, list[Node]]: ...
+
+    def services(self) -> tuple[int, list[tuple[Node, NodeService]]]: ...
+
+    def get_node(self, name: str) -> Node | None: ...
+
+
+class Resolver:
+    """Turns questions into `Reply`s from one source of catalog reads and one set of DNS settings."""
+
+    def __init__(self, reads: CatalogReads, settings: DNSSettings, clock: Callable[[], float] = time.time,
                  shuffle: Callable[[list[Instance]], None] = random.shuffle) -> None:
-        self.store = store
+        self.reads = reads
         self.settings = settings
         self._clock = clock
         self._shuffle = shuffle
@@ -345,7 +379,7 @@ class Resolver:
     def healthy(self, name: str, tag: str) -> list[Instance]:
         """Instances of a service with the tag and no critical check (no non-passing one if only_passing)."""
         only_passing = self.settings.only_passing
-        _, found = self.store.check_service_nodes(name)
+        _, found = self.reads.check_service_nodes(name)
         out = []
         for node, svc, checks in found:
             if tag and tag not in (t.lower() for t in svc.tags):
@@ -403,12 +437,12 @@ class Resolver:
 
     def _ptr_target(self, address: str, zone: str) -> str | None:
         """A node with this address, else a service instance with it (Consul's FetchRecordsByIp)."""
-        _, nodes = self.store.nodes()
+        _, nodes = self.reads.nodes()
         for node in nodes:
             if node.address == address:
                 fqdn = self._node_fqdn(node.node, zone)
                 return fqdn if name_ok(fqdn) else None
-        _, pairs = self.store.services()
+        _, pairs = self.reads.services()
         for _node, svc in sorted(pairs, key=lambda pair: (pair[0].node, pair[1].id)):
             if svc.address == address:
                 fqdn = f"{svc.service}.service.{self.settings.datacenter}.{zone}"
@@ -416,7 +450,7 @@ class Resolver:
         return None
 
     def _node(self, name: str, ctx: _Ctx) -> Reply:
-        node = self.store.get_node(name)
+        node = self.reads.get_node(name)
         if node is None:
             return self._negative(NXDOMAIN, ctx)
         ttl = self.settings.node_ttl

@@ -1,9 +1,11 @@
 """The DNS listeners (UDP and TCP on every client address, `ports.dns`), the answer cache and forwarding.
 
-Answers are cached as packed bytes keyed by (question with the name lower-cased, EDNS size, transport)
-and dropped whenever the state store's index, the configuration or the wall-clock second (the SOA serial)
-changes; a hit only splices the query's ID, RD/CD bits and the name as asked into the cached bytes.
-Answers built from a shuffle keep up to `SHUFFLE_VARIANTS` orderings and rotate through them.
+Servers and dev agents answer from their state store. Answers are cached as packed bytes keyed by (question
+with the name lower-cased, EDNS size, transport) and dropped whenever the store's index, the configuration or
+the wall-clock second (the SOA serial) changes; a hit only splices the query's ID, RD/CD bits and the name as
+asked into the cached bytes. Answers built from a shuffle keep up to `SHUFFLE_VARIANTS` orderings and rotate.
+Client agents hold no state: each question is a `Lookup` that fetches its reads from the servers
+(`consulpy.dns.remote`), with no answer cache, and gets SERVFAIL when they cannot be had.
 Names outside our zones go to the configured recursors, or get REFUSED when there are none.
 Imports: stdlib, consulpy.dns, consulpy.agent (the composition root it serves).
 """
@@ -16,9 +18,11 @@ import logging
 import random
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from consulpy.dns import wire
+from consulpy.dns.remote import FetchedReads, MissingRead, ServerReads
 from consulpy.dns.resolver import DNSSettings, Question, Resolver
 from consulpy.dns.wire import Query, Reply
 
@@ -31,21 +35,34 @@ agent_log = logging.getLogger("consulpy.agent")
 
 SHUFFLE_VARIANTS = 16
 MAX_CACHE_ENTRIES = 10_000
-MAX_PENDING_FORWARDS = 512
+MAX_PENDING = 512  # queries awaiting recursors or the servers at once; more get SERVFAIL
+MAX_READS_PER_QUESTION = 32  # a client agent's fetches for one question (hostname chains stay well below)
 TCP_IDLE_TIMEOUT = 8.0  # miekg/dns's server defaults
 TCP_READ_TIMEOUT = 2.0
 TCP_QUERIES_PER_CONNECTION = 128
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
-class Forward:
-    """A query that must go to the recursors; the transport awaits `DNSFrontend.forward`."""
+class Pending:
+    """A reply that has to be awaited; the transport awaits `DNSFrontend.complete`."""
 
     __slots__ = ("data", "query")
 
     def __init__(self, data: bytes, query: Query) -> None:
         self.data = data
         self.query = query
+
+
+class Forward(Pending):
+    """A query that must go to the recursors."""
+
+    __slots__ = ()
+
+
+class Lookup(Pending):
+    """A client agent's question, answered with reads fetched from the servers."""
+
+    __slots__ = ()
 
 
 class _Entry:
@@ -69,7 +86,10 @@ class _Entry:
 
 
 class DNSFrontend:
-    """The per-packet logic shared by both transports: cache, parse, resolve, render."""
+    """The per-packet logic shared by both transports: cache, parse, resolve, render.
+
+    `answer` is the role's path, chosen once: servers and dev agents read their store, client agents the servers.
+    """
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -79,6 +99,10 @@ class DNSFrontend:
         self._caches: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
         self._index = -1
         self._second = -1
+        local = agent.config.server or agent.config.dev
+        self.remote = None if local else ServerReads(agent.catalog, agent.health)
+        self.answer: Callable[[bytes, bool], bytes | Pending | None] = (
+            self._answer_local if local else self._answer_remote)
 
     def refresh(self) -> None:
         """Pick up a reloaded configuration; drop cached answers once the catalog or the second moves."""
@@ -96,8 +120,8 @@ class DNSFrontend:
             self._caches[0].clear()
             self._caches[1].clear()
 
-    def answer(self, data: bytes, tcp: bool) -> bytes | Forward | None:
-        """The reply to one packet, a `Forward`, or None to stay silent."""
+    def _answer_local(self, data: bytes, tcp: bool) -> bytes | Pending | None:
+        """The reply to one packet from the store, a `Forward`, or None to stay silent."""
         self.refresh()
         settings = self.settings
         found = wire.cache_key(data, settings.compress)
@@ -107,21 +131,16 @@ class DNSFrontend:
             entry = cache.get(found[0])
             if entry is not None and entry.full:
                 return wire.splice(data, found[1], entry.next())
-        try:
-            query = wire.parse_query(data)
-        except wire.Drop:
-            return None
-        except wire.Reject as exc:
-            log.debug("malformed query: error=%s", exc)
-            return wire.reject_reply(data, exc.rcode)
+        query = self._parse(data)
+        if not isinstance(query, Query):
+            return query
         try:
             reply = self.resolver.resolve(Question(query.labels, query.qtype, query.edns_size is not None))
             if reply.recurse:
                 return Forward(data, query)
             response = self._render(query, reply, tcp)
         except Exception as exc:
-            log.error("error answering query: name=%r type=%d error=%r", query.name, query.qtype, exc)
-            return self.servfail(query, tcp, bool(settings.recursors))
+            return self._failed(query, tcp, exc)
         if found is not None:
             if entry is None:
                 if len(cache) >= MAX_CACHE_ENTRIES:
@@ -129,6 +148,62 @@ class DNSFrontend:
                 entry = cache[found[0]] = _Entry(reply.varies)
             entry.add(response)
         return response
+
+    def _answer_remote(self, data: bytes, tcp: bool) -> bytes | Pending | None:
+        """A client agent's `Lookup` for one packet, the reply to a malformed one, or None to stay silent."""
+        self.refresh()
+        query = self._parse(data)
+        if not isinstance(query, Query):
+            return query
+        return Lookup(data, query)
+
+    def _parse(self, data: bytes) -> Query | bytes | None:
+        """The query in a packet, else FORMERR/NOTIMP bytes for a malformed one, or None to drop it."""
+        try:
+            return wire.parse_query(data)
+        except wire.Drop:
+            return None
+        except wire.Reject as exc:
+            log.debug("malformed query: error=%s", exc)
+            return wire.reject_reply(data, exc.rcode)
+
+    def _failed(self, query: Query, tcp: bool, exc: Exception) -> bytes:
+        log.error("error answering query: name=%r type=%d error=%r", query.name, query.qtype, exc)
+        return self.servfail(query, tcp, bool(self.settings.recursors))
+
+    async def complete(self, pending: Pending, tcp: bool) -> bytes:
+        if isinstance(pending, Lookup):
+            return await self.lookup(pending, tcp)
+        return await self.forward(pending, tcp)
+
+    async def lookup(self, request: Lookup, tcp: bool) -> bytes:
+        """Resolve over the reads fetched so far; fetch each read the resolver misses and resolve again.
+
+        Any failed read (no server reachable, no leader) answers SERVFAIL, as Consul's client agents do.
+        """
+        remote = self.remote
+        assert remote is not None, "lookups are made only on client agents"
+        query = request.query
+        question = Question(query.labels, query.qtype, query.edns_size is not None)
+        reads = FetchedReads()
+        while True:
+            settings = self.settings
+            try:
+                reply = Resolver(reads, settings).resolve(question)
+                if reply.recurse:
+                    return await self.forward(Forward(request.data, query), tcp)
+                return self._render(query, reply, tcp)
+            except MissingRead as missing:
+                key = missing.key
+            except Exception as exc:
+                return self._failed(query, tcp, exc)
+            if len(reads.results) >= MAX_READS_PER_QUESTION:
+                return self._failed(query, tcp, RuntimeError("too many catalog reads for one question"))
+            try:
+                reads.results[key] = await remote.fetch(key, settings)
+            except Exception as exc:
+                log.error('rpc error: error="%s"', exc)
+                return self.servfail(query, tcp, bool(settings.recursors))
 
     def _render(self, query: Query, reply: Reply, tcp: bool) -> bytes:
         s = self.settings
@@ -139,7 +214,7 @@ class DNSFrontend:
         return self._render(query, Reply(rcode=wire.SERVFAIL, authoritative=False,
                                          recursion_available=recursion_available), tcp)
 
-    async def forward(self, request: Forward, tcp: bool) -> bytes:
+    async def forward(self, request: Pending, tcp: bool) -> bytes:
         """Ask the recursors in order (or shuffled for `random`); SERVFAIL when none answers."""
         s = self.settings
         recursors = list(s.recursors)
@@ -221,7 +296,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         if type(out) is bytes:
             self.transport.sendto(out, addr)
         else:
-            self.server.forward_udp(out, self.transport, addr)  # type: ignore[arg-type]
+            self.server.defer_udp(out, self.transport, addr)  # type: ignore[arg-type]
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp socket error: error=%r", exc)
@@ -236,7 +311,7 @@ class DNSServer:
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._forwarding = 0
+        self._pending = 0
 
     def hosts(self) -> list[str]:
         config = self.agent.config
@@ -287,20 +362,20 @@ class DNSServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def forward_udp(self, request: Forward, transport: asyncio.DatagramTransport, addr: tuple[str, int]) -> None:
-        if self._forwarding >= MAX_PENDING_FORWARDS:
+    def defer_udp(self, request: Pending, transport: asyncio.DatagramTransport, addr: tuple[str, int]) -> None:
+        if self._pending >= MAX_PENDING:
             transport.sendto(self.frontend.servfail(request.query, False), addr)
             return
 
         async def run() -> None:
             try:
-                response = await self.frontend.forward(request, False)
+                response = await self.frontend.complete(request, False)
             finally:
-                self._forwarding -= 1
+                self._pending -= 1
             if not transport.is_closing():
                 transport.sendto(response, addr)
 
-        self._forwarding += 1
+        self._pending += 1
         self._track(asyncio.ensure_future(run()))
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -316,8 +391,8 @@ class DNSServer:
                     return
                 try:
                     out = self.frontend.answer(data, True)
-                    if isinstance(out, Forward):
-                        out = await self.frontend.forward(out, True)
+                    if isinstance(out, Pending):
+                        out = await self.frontend.complete(out, True)
                 except Exception as exc:
                     log.error("dropped query after an internal error: error=%r", exc)
                     continue
