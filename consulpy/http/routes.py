@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import BaseRequest
 
-from consulpy.http import agent_api, catalog, coordinate, event, kv, operator, session, snapshot, txn
+from consulpy.http import agent_api, catalog, coordinate, event, keyring, kv, operator, session, snapshot, txn
 from consulpy.http.server import Reply, Route
 
 if TYPE_CHECKING:
@@ -25,4 +25,5 @@ async def root(request: BaseRequest, agent: Agent, tail: str) -> Any:
 
 def all_routes() -> list[Route]:
     return [Route("/", ("GET",), root), *catalog.ROUTES, *kv.ROUTES, *session.ROUTES, *txn.ROUTES, *agent_api.ROUTES,
-            *operator.ROUTES, *snapshot.ROUTES, *event.ROUTES, *coordinate.ROUTES]
+            *operator.ROUTES, *snapshot.ROUTES, *event.ROUTES, *coordinate.ROUTES,
+            *keyring.ROUTES]
