@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from consulpy.agent.config import load_config
+from consulpy.agent.coordinates import coordinate_interval, rate_scaled_interval, update_period
 from consulpy.codec import decode, encode
+from consulpy.duration import MILLISECOND, SECOND
 from consulpy.endpoints.catalog import Catalog, Health
 from consulpy.endpoints.coordinate import Coordinate, entry_of, intersect, sort_by_distance
 from consulpy.endpoints.query import QueryOptions, ServerContext
@@ -20,6 +24,7 @@ from consulpy.server.consensus import SingleNode
 from consulpy.state import CoordinateEntry, Node, NodeService, StateError, StateStore, WatchSet
 from consulpy.state.snapshot import IMAGE_MAGIC, IMAGE_VERSION
 from tests.agentproc import AgentProcess, wait_until
+from tests.clusterproc import ServerSet
 from tests.test_cli import failed, ok
 
 
@@ -122,6 +127,19 @@ def test_sort_by_distance_orders_by_rtt_and_puts_unknown_nodes_last() -> None:
     assert sort_by_distance(store, "", names, str) == names
     assert sort_by_distance(store, "none", names, str) == names
     assert sort_by_distance(store, "nobody", names, str) == names
+
+
+def test_intervals_from_config() -> None:
+    hcl = 'consul { coordinate { update_period = "250ms" } }\nsync_coordinate_interval_min = "3s"'
+    tuned = load_config(["-dev", "-hcl", hcl]).config
+    assert (update_period(tuned), coordinate_interval(tuned)) == (250 * MILLISECOND, 3 * SECOND)
+    dev = load_config(["-dev"]).config
+    assert (update_period(dev), coordinate_interval(dev)) == (100 * MILLISECOND, SECOND)
+    server = load_config(["-server", "-data-dir", "/nonexistent"]).config
+    assert (update_period(server), coordinate_interval(server)) == (5 * SECOND, 15 * SECOND)
+    # Consul's RateScaledInterval: 6,400 members at 64 updates a second cluster-wide → one each 100 s.
+    assert rate_scaled_interval(15 * SECOND, 6400) == 100.0
+    assert rate_scaled_interval(15 * SECOND, 3) == 15.0
 
 
 # --------------------------------------------------------------------------- the endpoint, in process
@@ -339,3 +357,22 @@ def test_rtt_command(dev_agent: AgentProcess) -> None:
         "Node names must be specified as <node name>.<datacenter> with -wan\n")
     assert failed("rtt", "-wan", "nobody.dc1", "n2.dc1", agent=dev_agent) == (
         'Could not find a coordinate for node "nobody.dc1"\n')
+
+
+def test_updates_through_a_follower_reach_every_server(loopback: str, tmp_path: Path) -> None:
+    cluster = ServerSet(loopback, tmp_path, expect=2, extra_hcl='consul { coordinate { update_period = "100ms" } }')
+    try:
+        cluster.launch_all((2, 3))
+        leader = cluster.agreed_leader((2, 3))
+        follower = cluster.servers[5 - leader]
+        _register(follower, "n1", "10.9.3.1")
+        reply = _put_coordinate(follower, "n1", 0.002)
+        assert (reply.status_code, reply.text) == (200, "")
+        _wait_for_coordinates(follower, {"n1": 0.002})
+        for server in cluster.servers.values():
+            stale = requests.get(f"{server.http}/v1/coordinate/node/n1", params={"stale": ""}, timeout=5)
+            assert stale.status_code == 200 and stale.json()[0]["Coord"] == _coord_json(0.002)
+        wrong = _put_coordinate(follower, "n1", 0.002, Coord=_coord_json(0.002, dims=4))
+        assert (wrong.status_code, wrong.text) == (500, "incompatible coordinate")
+    finally:
+        cluster.cleanup()
