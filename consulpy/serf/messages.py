@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgpack
 
@@ -19,6 +20,7 @@ from consulpy.codec import CodecError, decode, wire
 from consulpy.gossip import META_MAX_SIZE
 
 TAG_MAGIC_BYTE = 0xFF
+_Record = TypeVar("_Record")
 
 
 @wire(70)
@@ -182,13 +184,19 @@ def decode_message(data: bytes) -> SerfMessage | None:
     return value if _well_formed(value) else None
 
 
-def decode_key_response(data: bytes) -> NodeKeyResponse | None:
-    """A member's keyring query answer, or None when it is not a well-formed one."""
+def _decode_as(data: bytes, kind: type[_Record]) -> _Record | None:
+    """The record `data` encodes if it is a `kind`, else None."""
     try:
         value = decode(data)
     except CodecError:
         return None
-    if not isinstance(value, NodeKeyResponse):
+    return value if isinstance(value, kind) else None
+
+
+def decode_key_response(data: bytes) -> NodeKeyResponse | None:
+    """A member's keyring query answer, or None when it is not a well-formed one."""
+    value = _decode_as(data, NodeKeyResponse)
+    if value is None:
         return None
     ok = (type(value.result) is bool and type(value.message) is str and type(value.keys) is tuple
           and all(type(k) is str for k in value.keys) and type(value.primary_key) is str)
@@ -196,11 +204,8 @@ def decode_key_response(data: bytes) -> NodeKeyResponse | None:
 
 
 def decode_push_pull(data: bytes) -> PushPullState | None:
-    try:
-        value = decode(data)
-    except CodecError:
-        return None
-    if not isinstance(value, PushPullState):
+    value = _decode_as(data, PushPullState)
+    if value is None:
         return None
     ok = (_clock(value.ltime) and _clock(value.event_ltime) and _clock(value.query_ltime)
           and type(value.status_ltimes) is dict

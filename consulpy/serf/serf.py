@@ -569,13 +569,8 @@ class Serf:
 
     def _user_event(self, message: UserEventMessage) -> bool:
         """Deliver a user event unless seen, too old, or from before our start; True when it was delivered."""
-        self.event_clock.witness(message.ltime)
-        if message.ltime < self._event_min_time:
-            return False
         size = len(self._event_buffer)
-        current = self.event_clock.time()
-        if current > size and message.ltime < current - size:
-            self._log("WARN", f"received old event {message.name} from time {message.ltime} (current: {current})")
+        if not self._in_window(self.event_clock, message.ltime, self._event_min_time, size, "event", message.name):
             return False
         index = message.ltime % size
         slot = self._event_buffer[index]
@@ -597,13 +592,8 @@ class Serf:
 
     def _handle_query(self, message: QueryMessage, now: float) -> bool:
         """Run a query unless seen, too old, or from before our start; True when it is to be gossiped on."""
-        self.query_clock.witness(message.ltime)
-        if message.ltime < self._query_min_time:
-            return False
-        size = len(self._query_buffer)
-        current = self.query_clock.time()
-        if current > size and message.ltime < current - size:
-            self._log("WARN", f"received old query {message.name} from time {message.ltime} (current: {current})")
+        if not self._in_window(self.query_clock, message.ltime, self._query_min_time, len(self._query_buffer), "query",
+                               message.name):
             return False
         if not self._query_buffer.first_sight(message.ltime, message.id):
             return False
@@ -825,6 +815,18 @@ class Serf:
         self._coordinates[self.name] = self._vivaldi.coordinate()
 
     # ---- small helpers --------------------------------------------------------------------------------
+
+    def _in_window(self, clock: LamportClock, ltime: int, min_time: int, buffer: int, kind: str, name: str) -> bool:
+        """Witness `ltime`; False for a time before our start, or older than a buffer of `buffer` slots can
+        still de-duplicate (logged, as serf does)."""
+        clock.witness(ltime)
+        if ltime < min_time:
+            return False
+        current = clock.time()
+        if current > buffer and ltime < current - buffer:
+            self._log("WARN", f"received old {kind} {name} from time {ltime} (current: {current})")
+            return False
+        return True
 
     def _member_event(self, kind: MemberEventKind, state: _MemberState, text: str) -> None:
         self._log("INFO", text)
