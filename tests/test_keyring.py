@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import requests
 from consulpy.agent.keyring import KeyringOps, keyring_errors
 from consulpy.gossip.keyring import decode_key
 from consulpy.serf import Member, QueryDone, QueryResponse
-from tests.agentproc import AgentProcess
+from tests.agentproc import AgentProcess, wait_until
 from tests.serf.sim import SerfSim
 from tests.test_cli import consul, failed, ok
 
@@ -213,13 +214,37 @@ def test_cli_keyring_and_keygen(encrypted: AgentProcess) -> None:
     assert failed("keyring", "-list-primary", "-local-only") == (
         "Error validating local-only: local-only can only be set for list requests\n")
     assert failed("keyring").startswith("Usage: consul keyring [options]\n")
-    keys = {ok("keygen").strip() for _ in range(2)}
-    assert len(keys) == 2 and all(len(decode_key(key)) == 32 for key in keys)
+    key = ok("keygen").strip()
+    assert len(decode_key(key)) == 32 and key not in (KEY_1, KEY_2)
 
 
-def test_an_installed_key_is_saved_in_the_keyring_file(start_agent: Callable[..., AgentProcess],
-                                                       tmp_path: Path) -> None:
-    a = start_agent(args=("-server", "-bootstrap-expect", "1", "-data-dir", str(tmp_path), "-encrypt", KEY_1))
-    assert _keyring(a, "POST", {"Key": KEY_2}).status_code == 200
-    for name in ("local.keyring", "remote.keyring"):
-        assert json.loads((tmp_path / "serf" / name).read_text()) == [KEY_1, KEY_2], name
+def test_a_key_rotation_reaches_a_client_agent_and_gossip_goes_on_under_the_new_key(
+        start_agent: Callable[..., AgentProcess], tmp_path: Path) -> None:
+    server = start_agent(args=("-server", "-bootstrap", "-data-dir", str(tmp_path / "s"), "-encrypt", KEY_1,
+                               "-hcl", "performance { raft_multiplier = 1 }"))
+    # A client agent is ready once it is in the server's member list (its HTTP side is not what this tests).
+    client = AgentProcess(server.address.rsplit(".", 1)[0] + ".3", ("-retry-join", server.address, "-data-dir",
+                                                                      str(tmp_path / "c"), "-encrypt", KEY_1))
+
+    def lan_statuses() -> dict[str, int]:
+        reply = requests.get(f"{server.http}/v1/agent/members", timeout=10).json()
+        return {m["Name"]: m["Status"] for m in reply}
+
+    try:
+        client.launch()
+        wait_until(lambda: lan_statuses() == {server.node_name: 1, client.node_name: 1}, 20)
+        for method, key in (("POST", KEY_2), ("PUT", KEY_2), ("DELETE", KEY_1)):
+            started = time.monotonic()
+            reply = _keyring(server, method, {"Key": key})
+            assert (reply.status_code, reply.text) == (200, ""), (method, reply.text)
+            # Both members answer within a round trip, long before the 3.2 s query timeout.
+            assert time.monotonic() - started < 1.5, method
+        assert [(r["WAN"], r["Keys"], r["PrimaryKeys"], r["NumNodes"]) for r in _keyring(server).json()] == [
+            (True, {KEY_2: 1}, {KEY_2: 1}, 1), (False, {KEY_2: 2}, {KEY_2: 2}, 2)]
+        for keyring_file in ("c/serf/local.keyring", "s/serf/local.keyring", "s/serf/remote.keyring"):
+            assert json.loads((tmp_path / keyring_file).read_text()) == [KEY_2], keyring_file
+        # Several probe rounds later, each still hears the other, now under the new key alone.
+        time.sleep(3.0)
+        assert lan_statuses() == {server.node_name: 1, client.node_name: 1}
+    finally:
+        client.cleanup()
