@@ -121,7 +121,6 @@ class RelayMessage:
     """An encoded query response for a relaying member to pass on to `address` (serf's relay header)."""
 
     address: str
-    node: str
     response: bytes
 
 
@@ -164,7 +163,7 @@ def _well_formed(message: object) -> bool:
         return (_clock(message.ltime) and _clock(message.id) and type(message.from_node) is str
                 and _clock(message.flags) and type(message.payload) is bytes)
     if isinstance(message, RelayMessage):
-        return type(message.address) is str and type(message.node) is str and type(message.response) is bytes
+        return type(message.address) is str and type(message.response) is bytes
     return False
 
 

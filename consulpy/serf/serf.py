@@ -353,7 +353,7 @@ class Serf:
         limit = self.config.query_response_size_limit
         if len(raw) > limit:
             raise SerfError(f"response exceeds limit of {limit} bytes")
-        self._send_response(query.source_address, query.source_node, query.relay_factor, response, raw, now)
+        self._send_response(query.source_address, query.relay_factor, response, raw)
         self._pump(now)
 
     def default_query_timeout(self) -> float:
@@ -599,9 +599,9 @@ class Serf:
             return False
         if message.flags & QUERY_FLAG_ACK:
             ack = QueryResponseMessage(message.ltime, message.id, self.name, QUERY_FLAG_ACK, b"")
-            self._send_response(message.address, message.source_node, message.relay_factor, ack, encode(ack), now)
+            self._send_response(message.address, message.relay_factor, ack, encode(ack))
         if message.name in KEY_QUERIES:
-            self._answer_key_query(message, now)
+            self._answer_key_query(message)
         elif message.name == PING_QUERY:
             pass  # the ack above is the whole answer
         elif message.name.startswith(INTERNAL_QUERY_PREFIX):
@@ -612,7 +612,7 @@ class Serf:
                                           now + message.timeout))
         return not message.flags & QUERY_FLAG_NO_BROADCAST
 
-    def _answer_key_query(self, message: QueryMessage, now: float) -> None:
+    def _answer_key_query(self, message: QueryMessage) -> None:
         answer = answer_key_query(self._keyring, message.name, message.payload)
         for level, text in answer.logs:
             self._log(level, text)
@@ -637,10 +637,9 @@ class Serf:
             if len(raw) > limit:
                 self._log("ERR", f"Failed to respond to key query: response exceeds limit of {limit} bytes")
                 return
-        self._send_response(message.address, message.source_node, message.relay_factor, wrap(response), raw, now)
+        self._send_response(message.address, message.relay_factor, wrap(response), raw)
 
-    def _send_response(self, address: Address, node: str, relay_factor: int, response: QueryResponseMessage,
-                       raw: bytes, now: float) -> None:
+    def _send_response(self, address: Address, relay_factor: int, response: QueryResponseMessage, raw: bytes) -> None:
         """An answer (`raw` encodes `response`) to the querier at `address`, and copies through `relay_factor`
         random other members; our own answer to our own query is taken directly."""
         if address == self.address:
@@ -650,7 +649,7 @@ class Serf:
         # A relay only pays off with enough other members to spread over (serf's check).
         if relay_factor == 0 or len(self._members) < relay_factor + 1:
             return
-        relay = encode(RelayMessage(address, node, raw))
+        relay = encode(RelayMessage(address, raw))
         if len(relay) > self.config.query_response_size_limit:
             self._log("ERR", "failed to relay response: relayed response exceeds limit of "
                              f"{self.config.query_response_size_limit} bytes")
