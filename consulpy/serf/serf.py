@@ -602,10 +602,9 @@ class Serf:
             self._send_response(message.address, message.relay_factor, ack, encode(ack))
         if message.name in KEY_QUERIES:
             self._answer_key_query(message)
-        elif message.name == PING_QUERY:
-            pass  # the ack above is the whole answer
         elif message.name.startswith(INTERNAL_QUERY_PREFIX):
-            self._log("WARN", f"Unhandled internal query '{message.name.removeprefix(INTERNAL_QUERY_PREFIX)}'")
+            if message.name != PING_QUERY:  # a ping's ack is its whole answer
+                self._log("WARN", f"Unhandled internal query '{message.name.removeprefix(INTERNAL_QUERY_PREFIX)}'")
         else:
             self._out.events.append(Query(message.ltime, message.id, message.name, message.payload,
                                           message.source_node, message.address, message.relay_factor,
