@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from consulpy.codec import encode
+from consulpy.codec import decode, encode
 from consulpy.gossip.keyring import Keyring, encode_key
 from consulpy.gossip.messages import UserMsg
 from consulpy.serf import (
@@ -31,7 +31,7 @@ from consulpy.serf import (
     SnapshotState,
     decode_key_response,
 )
-from consulpy.serf.messages import QueryMessage, decode_message
+from consulpy.serf.messages import QUERY_FLAG_ACK, QueryMessage, QueryResponseMessage, decode_message
 from consulpy.serf.query import answer_key_query, default_query_timeout, fit_key_list
 from tests.serf.sim import SerfSim
 from tests.serf.test_simulation import _each_seed
@@ -267,3 +267,15 @@ def test_a_long_key_list_is_truncated_to_fit_with_a_message() -> None:
     assert fitted.message == f"truncated key list response, showing first {len(fitted.keys)} of 40 keys"
     assert fit_key_list(response, lambda r: b"x" * 2000, 1024) is None
     assert default_query_timeout(0.5, 16, 10) == pytest.approx(16.0)
+
+
+def test_internal_queries_never_reach_the_application_and_a_ping_is_answered_by_its_ack() -> None:
+    serf = _serf()
+    serf.poll()
+    _deliver(serf, QueryMessage(1, 5, "10.0.0.9:8301", "b", QUERY_FLAG_ACK, 0, 5.0, "_serf_ping", b""))
+    _deliver(serf, QueryMessage(2, 6, "10.0.0.9:8301", "b", 0, 0, 5.0, "_serf_conflict", b"a"))
+    out = serf.poll()
+    assert not [e for e in out.events if isinstance(e, Query)]
+    assert [getattr(e, "text", "") for e in out.events] == ["serf: Unhandled internal query 'conflict'"]
+    [ack] = [decode_message(decode(p.data).payload) for p in out.packets if p.address == "10.0.0.9:8301"]
+    assert ack == QueryResponseMessage(1, 5, "a", QUERY_FLAG_ACK, b"")
