@@ -4,7 +4,7 @@ install, use and remove a key on every member of each gossip pool, through Serf'
 Each pool answers one `KeyringResponse` (Consul's JSON shape), WAN first; a member's failure, or a member
 that never answered, is the pool's `Error` with serf's "N/M nodes reported failure|success" text, and
 `keyring_errors` joins them as Consul's HTTP layer does. Imports: stdlib, consulpy.gossip.keyring,
-consulpy.serf.
+consulpy.gossip.transport (go-multierror's text), consulpy.serf.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from consulpy.gossip.keyring import KeyringError, decode_key
+from consulpy.gossip.transport import format_errors
 from consulpy.serf import (
     INSTALL_KEY_QUERY,
     LIST_KEYS_QUERY,
@@ -99,12 +100,7 @@ def keyring_errors(responses: Sequence[dict[str, Any]]) -> str:
         pool = "WAN" if response["WAN"] else f"{response['Datacenter']} (LAN)"
         errors.append(f"{pool} error: {response['Error']}")
         errors.extend(f"{node}: {message}" for node, message in response.get("Messages", {}).items())
-    if not errors:
-        return ""
-    if len(errors) == 1:
-        return f"1 error occurred:\n\t* {errors[0]}\n\n"
-    points = "\n\t".join(f"* {e}" for e in errors)
-    return f"{len(errors)} errors occurred:\n\t{points}\n\n"
+    return format_errors(errors) if errors else ""
 
 
 class KeyringOps:
