@@ -4,7 +4,7 @@ Local changes are pushed as soon as they happen (triggers coalesce bursts); a pe
 catalog, marks what drifted and repairs it, removing services and checks the agent does not have (except
 the leader-owned `consul` service and `serfHealth`). Every write goes through the Catalog endpoint.
 Imports: stdlib, consulpy.agent.local, consulpy.duration, consulpy.endpoints, consulpy.fsm,
-consulpy.server.consensus, consulpy.state.
+consulpy.server (consensus, rpc), consulpy.state.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from consulpy.endpoints.catalog import Catalog, Health
 from consulpy.endpoints.query import QueryOptions
 from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.server.consensus import NoLeaderError
+from consulpy.server.rpc import RPCError
 from consulpy.state import SERF_CHECK_ID, HealthCheck, Node, NodeService, StateError
 
 if TYPE_CHECKING:
@@ -63,10 +64,16 @@ class AntiEntropy:
         self.interval_ns = interval_ns
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._full_now = False
         self._task: asyncio.Task[None] | None = None
 
     def trigger(self) -> None:
         """Something changed locally: push it soon."""
+        self._wake.set()
+
+    def trigger_full(self) -> None:
+        """A server joined (Consul's SyncFull.Trigger): compare with the catalog now."""
+        self._full_now = True
         self._wake.set()
 
     def start(self) -> None:
@@ -88,7 +95,8 @@ class AntiEntropy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
-            if loop.time() >= next_full:
+            if loop.time() >= next_full or self._full_now:
+                self._full_now = False
                 ok = await self.sync_full()
                 interval = self.interval_ns / SECOND
                 wait = interval + random.random() * interval if ok else min(RETRY_FAILED / SECOND, interval)
@@ -102,7 +110,7 @@ class AntiEntropy:
             try:
                 await self._update_sync_state()
                 await self._push()
-            except (StateError, NoLeaderError) as exc:
+            except (StateError, NoLeaderError, RPCError) as exc:
                 log.error("failed to sync remote state: error=%s", exc)
                 return False
         return True
@@ -112,7 +120,7 @@ class AntiEntropy:
         async with self._lock:
             try:
                 await self._push()
-            except (StateError, NoLeaderError) as exc:
+            except (StateError, NoLeaderError, RPCError) as exc:
                 log.error("failed to sync changes: error=%s", exc)
                 return False
         return True

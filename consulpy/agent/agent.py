@@ -7,10 +7,12 @@ frontends' server classes to start them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from consulpy import CONSUL_VERSION
@@ -18,21 +20,25 @@ from consulpy.agent.ae import AntiEntropy, sync_interval
 from consulpy.agent.checks import CheckRunners
 from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
 from consulpy.agent.definitions import RegistrationError
-from consulpy.agent.events import UserEvents
+from consulpy.agent.events import SerfUserEvent, UserEvents
+from consulpy.agent.gossip import AgentGossip, GossipPool, PoolSettings, serf_tags
 from consulpy.agent.local import LocalOptions, LocalState
 from consulpy.agent.logs import set_level
 from consulpy.dns.server import DNSServer
+from consulpy.duration import SECOND
 from consulpy.endpoints.catalog import Catalog, Health
-from consulpy.endpoints.forward import LeaderForwarder
+from consulpy.endpoints.forward import LeaderForwarder, ServerForwarder
 from consulpy.endpoints.kvs import KVS
 from consulpy.endpoints.operator import Operator
 from consulpy.endpoints.query import ServerContext
 from consulpy.endpoints.session import Sessions
+from consulpy.endpoints.status import Status
 from consulpy.endpoints.txn import Txn
 from consulpy.fsm import FSM
 from consulpy.http.routes import all_routes
 from consulpy.http.server import HTTPServer
-from consulpy.server.consensus import Consensus, SingleNode
+from consulpy.serf import MemberEvent, MemberEventKind
+from consulpy.server.consensus import ClientConsensus, Consensus, SingleNode
 from consulpy.server.leader import LeaderDuties, Member
 from consulpy.server.rpc import RPCClient, ServerPort
 from consulpy.server.session_timers import SessionTimers
@@ -40,9 +46,12 @@ from consulpy.state import Node, StateStore
 
 if TYPE_CHECKING:
     from consulpy.raft.server import RaftServer
-    from consulpy.server.cluster import ServerCluster, ServerInfo
+    from consulpy.server.cluster import ServerCluster
 
 log = logging.getLogger("consulpy.agent")
+
+# How long a leaving server waits for the leader to take it out of the Raft configuration.
+LEAVE_DRAIN_TIME = 5.0
 
 
 def advertise_address(config: RuntimeConfig) -> str:
@@ -56,6 +65,12 @@ def advertise_address(config: RuntimeConfig) -> str:
 
 def bind_address(config: RuntimeConfig) -> str:
     return config.bind_addr or "0.0.0.0"
+
+
+def source_ip(config: RuntimeConfig) -> str:
+    """Where outbound RPC and Raft connections leave from: the bind address unless it is a wildcard."""
+    bind = bind_address(config)
+    return "" if bind in ("0.0.0.0", "::") else bind
 
 
 def load_node_id(config: RuntimeConfig) -> str:
@@ -89,6 +104,7 @@ class Agent:
         self.node_name = config.node_name
         self.node_id = load_node_id(config)
         self.address = advertise_address(config)
+        self.exit_code = 0
         self.store = StateStore()
         self.fsm = FSM(self.store)
         self.rpc_address = f"{self.address}:{config.ports.server}"
@@ -99,15 +115,22 @@ class Agent:
         self.consensus: Consensus
         if config.dev:
             self.consensus = SingleNode(self.fsm, self.rpc_address, self.node_name, self.node_id)
-        else:
+        elif config.server:
             self.consensus = self._raft_consensus(config)
+        else:
+            self.consensus = ClientConsensus(self.fsm)
+            self.rpc_client = RPCClient(source_ip(config))
+        self.gossip = self._gossip(config)
         self.server = ServerContext(self.store, self.consensus, self.datacenter, self.node_name,
                                     config.default_query_time, config.max_query_time)
         self.catalog = Catalog(self.server)
         self.health = Health(self.server)
+        self.status = Status(self.server)
         self.check_runners = CheckRunners()
         self.local = LocalState(self.node_name, self.check_runners, LocalOptions.from_config(config))
         self.events = UserEvents(self.node_name, self.local.services, config.disable_remote_exec)
+        self.events.broadcaster = self._broadcast_user_event
+        self.gossip.lan.on_user_event.append(self.events.ingest)
         self.ae = AntiEntropy(self.local, self.catalog, self.health, self.node_record, sync_interval(config))
         self.local.on_change = self.ae.trigger
         self.kvs = KVS(self.server)
@@ -118,9 +141,14 @@ class Agent:
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
         if self.raft is not None:
             self._wire_server_role(config)
+        elif not config.dev:
+            assert self.rpc_client is not None
+            self.server.router = ServerForwarder(self.rpc_client, self.server_addresses, config.rpc_hold_timeout,
+                                                 self.server)
         self.http = HTTPServer(self, all_routes())
         self.dns = DNSServer(self)
         self.stopped = asyncio.Event()
+        self._join_watch: asyncio.Task[None] | None = None
 
     def node_record(self) -> Node:
         """This agent's node as the catalog should hold it."""
@@ -135,56 +163,89 @@ class Agent:
         from consulpy.raft.server import RaftServer
         from consulpy.server.cluster import raft_id
 
-        bind = bind_address(config)
-        source_ip = "" if bind in ("0.0.0.0", "::") else bind
-        self.rpc_port = ServerPort((bind, config.ports.server))
-        self.rpc_client = RPCClient(source_ip)
+        self.rpc_port = ServerPort((bind_address(config), config.ports.server))
+        self.rpc_client = RPCClient(source_ip(config))
         assert config.data_dir is not None
         self.raft = RaftServer(raft_id(self.node_id), self.rpc_address, {}, config.data_dir, self.fsm,
                                random.Random(), config.raft_multiplier, config.raft_snapshot_threshold,
-                               port=self.rpc_port, source_ip=source_ip)
+                               port=self.rpc_port, source_ip=source_ip(config))
         self.raft.on_leadership = self._on_leadership
         return self.raft
 
     def _wire_server_role(self, config: RuntimeConfig) -> None:
-        """Forward RPCs to the leader, discover the other servers, and serve RPCs on the server port."""
-        from consulpy.server.cluster import ServerCluster, join_targets
+        """Forward RPCs to the leader, find the other servers through gossip, and serve RPCs on the server port."""
+        from consulpy.server.cluster import ServerCluster
 
         assert self.raft is not None and self.rpc_port is not None and self.rpc_client is not None
-        assert config.data_dir is not None
         self.server.router = LeaderForwarder(self.consensus, self.rpc_client, self.rpc_address,
                                              config.rpc_hold_timeout, self.server)
-        self.cluster = ServerCluster(self.server_info(), self.raft, self.rpc_client,
-                                     join_targets(config.retry_join, config.ports.server),
-                                     bootstrap=config.bootstrap, bootstrap_expect=config.bootstrap_expect,
-                                     data_dir=config.data_dir, leader=self.leader,
-                                     node_record=self.server_node_record)
-        self._register_rpc(self.rpc_port, self.cluster)
+        self.cluster = ServerCluster(self.node_name, self.raft, self.rpc_client, self.gossip.lan.members,
+                                     datacenter=self.datacenter, bootstrap=config.bootstrap,
+                                     bootstrap_expect=config.bootstrap_expect, leader=self.leader,
+                                     node_record=self.member_node_record)
+        self.gossip.lan.on_member.append(self.cluster.on_member_event)
+        self._register_rpc(self.rpc_port)
 
-    def server_info(self) -> ServerInfo:
-        from consulpy.server.cluster import ServerInfo
+    def _gossip(self, config: RuntimeConfig) -> AgentGossip:
+        """The LAN pool (every agent) and the WAN pool (servers), with Consul's tags."""
+        server = config.server or config.dev
+        role = "consul" if server else "node"
+        build = f"{CONSUL_VERSION}:consulpy"
+        serf_dir = "" if config.dev or not config.data_dir else os.path.join(config.data_dir, "serf")
+        bind = bind_address(config)
+        tags = serf_tags(role=role, datacenter=self.datacenter, node_id=self.node_id, build=build,
+                         server_port=config.ports.server, bootstrap=config.bootstrap,
+                         bootstrap_expect=config.bootstrap_expect, wan_join_port=config.ports.serf_wan)
+        lan = PoolSettings(name=self.node_name, wan=False, datacenter=self.datacenter,
+                           bind=config.serf_lan_bind or bind, advertise=self.address, port=config.ports.serf_lan,
+                           tags=tags, serf_dir=serf_dir, snapshot_file="local.snapshot",
+                           keyring_file="local.keyring", encrypt=config.encrypt,
+                           verify_incoming=config.encrypt_verify_incoming,
+                           verify_outgoing=config.encrypt_verify_outgoing,
+                           rejoin_after_leave=config.rejoin_after_leave, dev=config.dev,
+                           reconnect_timeout=config.reconnect_timeout / SECOND)
+        wan = None
+        if server and config.ports.serf_wan > 0:
+            wan = GossipPool(replace(lan, name=f"{self.node_name}.{self.datacenter}", wan=True,
+                                     bind=config.serf_wan_bind or bind,
+                                     advertise=config.advertise_addr_wan or self.address,
+                                     port=config.ports.serf_wan, snapshot_file="remote.snapshot",
+                                     keyring_file="remote.keyring", tags={**tags, "role": "consul"}))
+        return AgentGossip(GossipPool(lan), wan)
 
-        return ServerInfo(self.node_name, self.node_id, self.rpc_address, self.datacenter,
-                          self.config.bootstrap_expect, CONSUL_VERSION, tuple(sorted(self.config.node_meta.items())))
+    def _broadcast_user_event(self, message: SerfUserEvent) -> None:
+        self.gossip.lan.user_event(message.name, message.payload, message.coalesce)
 
-    def server_node_record(self, info: ServerInfo) -> Node:
-        """Another server's node as the catalog should hold it (this agent's own comes from `node_record`)."""
-        if info.node_id == self.node_id:
+    def server_addresses(self) -> list[str]:
+        """Server RPC addresses of this datacenter's alive servers, from gossip (a client agent's routes)."""
+        addresses = []
+        for member in self.gossip.lan.alive_servers():
+            port = member.tags.get("port", "")
+            if port.isdigit():
+                addresses.append(f"{member.address.rpartition(':')[0]}:{port}")
+        return addresses
+
+    def member_node_record(self, member: Member) -> Node:
+        """A member's node as the leader registers it: this agent's own record, the catalog's record while
+        the address still matches (keeping what the member's anti-entropy wrote), else one from gossip."""
+        if member.name == self.node_name:
             return self.node_record()
-        meta = {"consul-network-segment": "", "consul-version": info.version, **dict(info.node_meta)}
-        ip = info.ip
-        return Node(id=info.node_id, node=info.name, address=ip, datacenter=info.datacenter,
-                    tagged_addresses={"lan": ip, "lan_ipv4": ip, "wan": ip, "wan_ipv4": ip}, meta=meta)
+        stored = self.store.get_node(member.name)
+        if stored is not None and stored.address == member.address:
+            return stored
+        ip = member.address
+        return Node(id=member.node_id, node=member.name, address=ip, datacenter=self.datacenter,
+                    tagged_addresses={"lan": ip, "lan_ipv4": ip, "wan": ip, "wan_ipv4": ip},
+                    meta={"consul-network-segment": ""})
 
-    def _register_rpc(self, port: ServerPort, cluster: ServerCluster) -> None:
+    def _register_rpc(self, port: ServerPort) -> None:
         """Expose every routed endpoint method on the server port under its RPC name."""
-        for endpoint in (self.catalog, self.health, self.kvs, self.sessions, self.txn, self.operator):
+        for endpoint in (self.catalog, self.health, self.status, self.kvs, self.sessions, self.txn, self.operator):
             for attribute in dir(endpoint):
                 method: Any = getattr(endpoint, attribute)
                 name = getattr(method, "rpc_method", None)
                 if name:
                     port.register(name, method)
-        port.register("Server.Exchange", cluster.exchange)
 
     def _on_leadership(self, leading: bool) -> None:
         if leading:
@@ -202,20 +263,40 @@ class Agent:
         return list(self.config.client_addr) or ["127.0.0.1"]
 
     async def start(self) -> None:
-        if self.raft is None:
-            await self.leader.reconcile_member(self.self_member(), self.node_record())
-            self.session_timers.start()
-        else:
+        config = self.config
+        if self.raft is not None:
             assert self.rpc_port is not None and self.cluster is not None
             await self.rpc_port.start()
             await self.raft.start()
+        await self.gossip.start()
+        self.gossip.lan.on_member.append(self._on_lan_member)
+        if self.cluster is not None:
             await self.cluster.start()
+        elif self.config.dev:
+            await self.leader.reconcile_member(self.self_member(), self.node_record())
+            self.session_timers.start()
+        self.gossip.retry_join(config.retry_join, config.retry_interval, config.retry_max, wan=False)
+        self.gossip.retry_join(config.retry_join_wan, config.retry_interval_wan, config.retry_max_wan, wan=True)
+        self._join_watch = asyncio.create_task(self._stop_when_join_fails())
         self.local.start()
-        self.local.load_config(self.config)
+        self.local.load_config(config)
         self.ae.start()
-        if self.config.ports.http > 0:
-            await self.http.start(self.client_hosts(), self.config.ports.http)
+        if config.ports.http > 0:
+            await self.http.start(self.client_hosts(), config.ports.http)
         await self.dns.start()
+
+    def _on_lan_member(self, event: MemberEvent) -> None:
+        """A server of this datacenter joined: sync with the catalog now (Consul triggers a full sync)."""
+        member = event.member
+        if (event.kind == MemberEventKind.JOIN and member.tags.get("role") == "consul"
+                and member.tags.get("dc") == self.datacenter and member.name != self.node_name):
+            self.ae.trigger_full()
+
+    async def _stop_when_join_fails(self) -> None:
+        """-retry-max attempts all failed: the agent exits with an error, as Consul's does."""
+        await self.gossip.join_failed.wait()
+        self.exit_code = 1
+        self.stopped.set()
 
     async def reload(self, config: RuntimeConfig) -> None:
         """SIGHUP and /v1/agent/reload: take the new configuration's services, checks and log level.
@@ -242,17 +323,37 @@ class Agent:
         log.info("reload complete")
 
     async def leave(self) -> None:
-        """Graceful leave: stop the checks, then tell the cluster this node is going (nothing to tell yet)."""
+        """Graceful leave: stop the checks; a leading server hands leadership over; then every member is told
+        this node left, and a server waits (bounded) until the leader has taken it out of the Raft configuration."""
         await self.ae.stop()
         await self.local.stop()
         log.info("leaving cluster")
+        if self.raft is not None and self.raft.is_leader() and len(self.raft.conf().voters) > 1:
+            with contextlib.suppress(Exception):
+                await self.raft.transfer_leader()
+        await self.gossip.leave()
+        if self.raft is not None:
+            await self._wait_removed(self.raft)
+
+    async def _wait_removed(self, raft: RaftServer) -> None:
+        from consulpy.server.cluster import raft_id
+
+        me = raft_id(self.node_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEAVE_DRAIN_TIME
+        while loop.time() < deadline and len(raft.conf().voters) > 1 and (
+                me in raft.conf().voters or me in raft.conf().learners):
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
+        if self._join_watch is not None:
+            self._join_watch.cancel()
         await self.ae.stop()
         await self.local.stop()
         self.session_timers.stop()
         await self.dns.stop()
         await self.http.stop()
+        await self.gossip.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.raft is not None:

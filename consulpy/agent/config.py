@@ -442,6 +442,9 @@ class RuntimeConfig:
     retry_interval_wan: int = 30 * 10**9
     retry_max_wan: int = 0
     rejoin_after_leave: bool = False
+    reconnect_timeout: int = 72 * 3600 * 10**9
+    serf_lan_bind: str = ""
+    serf_wan_bind: str = ""
     encrypt: str = ""
     encrypt_verify_incoming: bool = True
     encrypt_verify_outgoing: bool = True
@@ -1233,6 +1236,9 @@ def _build(tree: dict[str, Any], dev: bool, warnings: list[str], require_data_di
         retry_join=list(t.get("retry_join", [])), retry_interval=t.dur("retry_interval"),
         retry_max=t.get("retry_max", 0), retry_join_wan=list(t.get("retry_join_wan", [])),
         retry_interval_wan=t.dur("retry_interval_wan"), retry_max_wan=t.get("retry_max_wan", 0),
+        reconnect_timeout=t.dur("reconnect_timeout") or 72 * 3600 * 10**9,
+        serf_lan_bind=_first_ip("serf_lan", t.get("serf_lan")) or "",
+        serf_wan_bind=_first_ip("serf_wan", t.get("serf_wan")) or "",
         rejoin_after_leave=t.get("rejoin_after_leave", False), encrypt=t.get("encrypt", ""),
         encrypt_verify_incoming=t.get("encrypt_verify_incoming", False),
         encrypt_verify_outgoing=t.get("encrypt_verify_outgoing", False), recursors=recursors,

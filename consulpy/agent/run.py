@@ -16,7 +16,7 @@ import sys
 
 from consulpy import CONSUL_VERSION, __version__
 from consulpy.agent.agent import Agent
-from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
+from consulpy.agent.config import ConfigError, load_config
 from consulpy.agent.definitions import RegistrationError
 from consulpy.agent.logs import setup_logging
 
@@ -56,25 +56,21 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def check_supported(config: RuntimeConfig) -> None:
-    """Client agents need gossip to find servers; until it exists they refuse to start."""
-    if not config.dev and not config.server:
-        raise ConfigError("client agents are not available in this build yet: run -server or -dev "
-                          "(client agents arrive with gossip)")
-
-
 async def serve(agent: Agent) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
+    graceful = True
 
     def on_stop(signum: int) -> None:
-        nonlocal signals_seen
+        nonlocal signals_seen, graceful
         signals_seen += 1
         if signals_seen > 1:
             log.warning("second signal received, exiting immediately")
             os._exit(1)
         log.info("caught signal: signal=%s", signal.Signals(signum).name.lower())
+        config = agent.config
+        graceful = config.leave_on_terminate if signum == signal.SIGTERM else not config.skip_leave_on_interrupt
         stop_requested.set()
 
     async def reload() -> None:
@@ -92,17 +88,17 @@ async def serve(agent: Agent) -> int:
     await asyncio.wait([stop_wait, agent_done], return_when=asyncio.FIRST_COMPLETED)
     stop_wait.cancel()
     agent_done.cancel()
-    log.info("gracefully shutting down agent")
-    await agent.leave()
+    if graceful and agent.exit_code == 0:
+        log.info("gracefully shutting down agent")
+        await agent.leave()
     await agent.stop()
     log.info("agent shutdown complete")
-    return 0
+    return agent.exit_code
 
 
 def run_agent(argv: list[str]) -> int:
     try:
         loaded = load_config(argv)
-        check_supported(loaded.config)
     except ConfigError as exc:
         print(f"==> {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
 A blocking read runs its query, and while the result's index is not past the client's `index`, parks
 on the watch set of what it read until a commit touches it or the wait (plus jitter) runs out.
 `@rpc_endpoint("KVS.Get", read=True)` names an endpoint method as Consul's RPC; the server context's router
-runs it here or forwards it to the leader (stale reads, and every call without a router, stay local).
+runs it here or forwards it (stale reads on a server, and every call without a router, stay local).
 Imports: stdlib, consulpy.codec, consulpy.state, consulpy.server.consensus.
 """
 
@@ -53,7 +53,10 @@ class QueryMeta:
 
 
 class Router(Protocol):
-    """Decides where an RPC runs: here (`local`) or on the leader (forwarded by name with `args`)."""
+    """Decides where an RPC runs: here (`local`) or elsewhere (forwarded by name with `args`).
+    `serves_stale`: stale reads run here without asking the router (a server's own store answers them)."""
+
+    serves_stale: bool
 
     async def route(self, method: str, opts: QueryOptions | None, args: tuple[Any, ...],
                     local: Callable[[], Awaitable[T]]) -> T: ...
@@ -147,7 +150,7 @@ def rpc_endpoint(method: str, *, read: bool = False
             opts = call_args[0] if read else None
             router = endpoint.ctx.router  # type: ignore[attr-defined]
             # Decided before awaiting, so a local call (dev mode, stale reads) parks no extra frames.
-            if router is None or (opts is not None and opts.consistency == "stale"):
+            if router is None or (opts is not None and opts.consistency == "stale" and router.serves_stale):
                 return await fn(*args, **kwargs)
             return await router.route(method, opts, call_args, functools.partial(fn, *args, **kwargs))
 

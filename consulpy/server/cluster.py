@@ -1,12 +1,14 @@
-"""How servers find each other and form one Raft cluster, until gossip takes over discovery.
+"""How servers find each other through gossip and form one Raft cluster, and the leader's reconciliation
+of gossip members into the Raft configuration and the catalog.
 
-Every server periodically calls `Server.Exchange` on the server port of each address it was given with
-`-join`/`-retry-join` and of every server it has heard of; the reply carries the callee's known servers and
-whether it already holds Raft state, so knowledge spreads transitively. `-bootstrap` founds a cluster of one;
-`-bootstrap-expect N` founds one once N servers of the datacenter are known and none of them holds Raft
-state. The leader adds every other known server as a non-voter, promotes it once it has caught up, and
-keeps each server registered in the catalog. Known servers persist in `<data-dir>/raft/servers.json`.
-Imports: stdlib, consulpy.codec, consulpy.raft, consulpy.server (leader, rpc), consulpy.state.
+Servers are the LAN members tagged `role=consul` in this datacenter; their tags carry the server port, node
+ID and `expect`. Each round (every second, at once after a member event or gaining leadership):
+every server's RPC address goes to Raft; a server without Raft state bootstraps once `-bootstrap` is set, or
+once `-bootstrap-expect` servers are alive and none of them reports Raft peers (`Status.Peers`), as Consul's
+maybeBootstrap does; the leader adds alive servers as non-voters, promotes them once caught up, removes
+servers that left or were reaped, and reconciles every member into the catalog (`LeaderDuties`).
+Imports: stdlib, consulpy.raft, consulpy.serf, consulpy.server (leader, rpc), consulpy.endpoints.query,
+consulpy.state.
 """
 
 from __future__ import annotations
@@ -14,48 +16,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
-import os
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from consulpy.codec import wire
+from consulpy.endpoints.query import QueryOptions
 from consulpy.raft.messages import ConfChange, ConfChangeType
 from consulpy.raft.server import LeadershipLostError, RaftServer
-from consulpy.raft.wal import fsync_dir
-from consulpy.server.leader import LeaderDuties, Member
+from consulpy.serf import Member, MemberEvent, MemberEventKind, MemberStatus
+from consulpy.server.leader import LeaderDuties
+from consulpy.server.leader import Member as CatalogMember
 from consulpy.server.rpc import CALL_ERRORS, RPCClient
 from consulpy.state import Node
 
-EXCHANGE_INTERVAL = 1.0
-EXCHANGE_INTERVAL_FORMING = 0.25
-EXCHANGE_TIMEOUT = 2.0
+ROUND_INTERVAL = 1.0
+ROUND_INTERVAL_FORMING = 0.25
+PEERS_TIMEOUT = 2.0
+# The leader's full catalog pass (Consul's reconcile_interval is 60 s; each pass writes only differences).
+FULL_RECONCILE_INTERVAL = 10.0
 
 log = logging.getLogger("consulpy.agent.server.cluster")
 
 
-@wire(33)
 @dataclass(slots=True, frozen=True)
 class ServerInfo:
-    """What servers tell each other about themselves."""
+    """A server as its gossip tags describe it."""
 
     name: str
     node_id: str
     address: str  # server RPC address, ip:port
     datacenter: str
-    bootstrap_expect: int = 0
-    version: str = ""
-    node_meta: tuple[tuple[str, str], ...] = ()
+    bootstrap_expect: int
+    status: MemberStatus
 
     @property
     def raft_id(self) -> int:
         return raft_id(self.node_id)
-
-    @property
-    def ip(self) -> str:
-        return self.address.rpartition(":")[0]
 
 
 def raft_id(node_id: str) -> int:
@@ -66,42 +63,49 @@ def raft_id(node_id: str) -> int:
         return int(hashlib.sha256(node_id.encode()).hexdigest()[:15], 16) or 1
 
 
-def join_targets(addresses: list[str], server_port: int) -> list[str]:
-    """`-join` addresses (`host` or `host:serf-port`) → server RPC addresses on the same hosts."""
-    targets = []
-    for address in addresses:
-        host = address
-        if address.count(":") == 1:
-            host = address.rpartition(":")[0]
-        host = host.strip("[]")
-        targets.append(f"{host}:{server_port}")
-    return targets
+def server_info(member: Member, datacenter: str) -> ServerInfo | None:
+    """The server a LAN member is, or None when it is not a server of `datacenter` (Consul's IsConsulServer)."""
+    tags = member.tags
+    if tags.get("role") != "consul" or tags.get("dc") != datacenter or not tags.get("id"):
+        return None
+    try:
+        port = int(tags.get("port", ""))
+        expect = int(tags.get("expect", "0") or 0)
+    except ValueError:
+        return None
+    ip = member.address.rpartition(":")[0]
+    return ServerInfo(member.name, tags["id"], f"{ip}:{port}", datacenter, expect, member.status)
+
+
+def catalog_member(member: Member) -> CatalogMember:
+    server = member.tags.get("role") == "consul"
+    port = int(member.tags.get("port", "0") or 0) if server else 0
+    return CatalogMember(name=member.name, node_id=member.tags.get("id", ""),
+                         address=member.address.rpartition(":")[0], server=server, server_port=port,
+                         tags=member.tags)
 
 
 class ServerCluster:
-    """Server discovery, bootstrap and the leader's membership and catalog reconciliation."""
+    """Bootstrap, Raft membership and catalog reconciliation, driven by the LAN pool's members."""
 
-    def __init__(self, me: ServerInfo, raft: RaftServer, client: RPCClient, join: list[str], *,
-                 bootstrap: bool, bootstrap_expect: int, data_dir: str, leader: LeaderDuties,
-                 node_record: Callable[[ServerInfo], Node]) -> None:
+    def __init__(self, me: str, raft: RaftServer, client: RPCClient, members: Callable[[], list[Member]], *,
+                 datacenter: str, bootstrap: bool, bootstrap_expect: int, leader: LeaderDuties,
+                 node_record: Callable[[CatalogMember], Node]) -> None:
         self.me = me
         self.raft = raft
         self.client = client
-        self.join = [target for target in join if target != me.address]
+        self.members = members
+        self.datacenter = datacenter
         self.bootstrap = bootstrap
         self.bootstrap_expect = bootstrap_expect
-        self.path = os.path.join(data_dir, "raft", "servers.json")
         self.leader = leader
         self.node_record = node_record
-        self.known: dict[str, ServerInfo] = {me.node_id: me}
-        self.holds_state: dict[str, bool] = {}
+        self.reaped: dict[int, str] = {}  # raft id -> name of servers reaped from gossip
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._full_due = 0.0
 
     async def start(self) -> None:
-        for info in self._load():
-            self._learn(info)
-        self._learn(self.me)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -111,84 +115,83 @@ class ServerCluster:
             self._task = None
 
     def wake(self) -> None:
-        """Run a round now (leadership was just gained)."""
+        """Run a round now (a member changed, or leadership was just gained)."""
+        self._full_due = 0.0
         self._wake.set()
 
-    async def exchange(self, caller: ServerInfo, known: tuple[ServerInfo, ...]) -> tuple[tuple[ServerInfo, ...], bool]:
-        """RPC `Server.Exchange`: learn the caller and what it knows; answer with ours and our Raft state."""
-        for info in (caller, *known):
-            self._learn(info)
-        return tuple(self.known.values()), self.raft.has_state()
+    def on_member_event(self, event: MemberEvent) -> None:
+        if event.kind == MemberEventKind.REAP:
+            info = server_info(event.member, self.datacenter)
+            if info is not None:
+                self.reaped[info.raft_id] = info.name
+        self.wake()
 
     # ---- internals ----
-
-    def _learn(self, info: ServerInfo) -> None:
-        if info.datacenter != self.me.datacenter:
-            return
-        if info.node_id != self.me.node_id:
-            current = self.known.get(info.node_id)
-            if current == info:
-                return
-            if current is None:
-                log.info("adding server: name=%s address=%s", info.name, info.address)
-            self.known[info.node_id] = info
-            self._save()
-        self.raft.set_address(info.raft_id, info.address, info.name, info.node_id)
 
     async def _run(self) -> None:
         while True:
             try:
                 await self._round()
             except Exception:
-                log.exception("server discovery round failed")
+                log.exception("server membership round failed")
             forming = not self.raft.has_state()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(EXCHANGE_INTERVAL_FORMING if forming else EXCHANGE_INTERVAL):
+                async with asyncio.timeout(ROUND_INTERVAL_FORMING if forming else ROUND_INTERVAL):
                     await self._wake.wait()
             self._wake.clear()
 
     async def _round(self) -> None:
-        targets = set(self.join) | {info.address for info in self.known.values() if info.node_id != self.me.node_id}
-        await asyncio.gather(*(self._exchange_with(address) for address in targets))
+        members = self.members()
+        servers = [info for info in (server_info(m, self.datacenter) for m in members) if info is not None]
+        for info in servers:
+            if info.status != MemberStatus.LEFT:
+                self.raft.set_address(info.raft_id, info.address, info.name, info.node_id)
+                self.reaped.pop(info.raft_id, None)
         if not self.raft.has_state():
-            await self._maybe_bootstrap()
+            await self._maybe_bootstrap([info for info in servers if info.status == MemberStatus.ALIVE])
         if self.raft.is_leader():
             try:
-                await self._reconcile()
+                await self._reconcile_raft(servers)
+                await self._reconcile_catalog(members)
             except (*CALL_ERRORS, LeadershipLostError) as exc:
                 log.warning("reconcile failed: %s", exc)
 
-    async def _exchange_with(self, address: str) -> None:
-        known = tuple(self.known.values())
-        try:
-            reply = await self.client.call(address, "Server.Exchange", self.me, known, timeout=EXCHANGE_TIMEOUT)
-        except CALL_ERRORS:
-            return
-        servers, holds_state = reply
-        for info in servers:
-            self._learn(info)
-        for info in servers:
-            if info.address == address:
-                self.holds_state[info.node_id] = bool(holds_state)
-
-    async def _maybe_bootstrap(self) -> None:
+    async def _maybe_bootstrap(self, alive: list[ServerInfo]) -> None:
+        me = next((info for info in alive if info.name == self.me), None)
         if self.bootstrap:
-            await self.raft.bootstrap({self.me.raft_id: self.me.address})
+            if me is not None:
+                await self.raft.bootstrap({me.raft_id: me.address})
             return
-        if not self.bootstrap_expect or len(self.known) < self.bootstrap_expect:
+        if not self.bootstrap_expect or len(alive) < self.bootstrap_expect:
             return
-        others = [info for info in self.known.values() if info.node_id != self.me.node_id]
-        if any(self.holds_state.get(info.node_id, True) for info in others):
+        if any(info.bootstrap_expect not in (0, self.bootstrap_expect) for info in alive):
+            log.error("Member has a conflicting expect value. All nodes should expect the same number.")
             return
-        names = ", ".join(sorted(f"{info.name} ({info.address})" for info in self.known.values()))
+        for info in alive:
+            if info.name == self.me:
+                continue
+            try:
+                peers = await self.client.call(info.address, "Status.Peers", QueryOptions(consistency="stale"),
+                                               timeout=PEERS_TIMEOUT)
+            except CALL_ERRORS as exc:
+                log.error("Failed to confirm peer status for %s: %s", info.name, exc)
+                return
+            if peers:
+                log.info("Existing Raft peers reported by server, disabling bootstrap mode: server=%s", info.name)
+                self.bootstrap_expect = 0
+                return
+        names = ", ".join(sorted(f"{info.name} ({info.address})" for info in alive))
         log.info("found expected number of peers, attempting bootstrap: %s", names)
-        await self.raft.bootstrap({info.raft_id: info.address for info in self.known.values()})
+        await self.raft.bootstrap({info.raft_id: info.address for info in alive})
 
-    async def _reconcile(self) -> None:
-        """Leader: every known server in the Raft configuration (caught-up non-voters promoted) and catalog."""
+    async def _reconcile_raft(self, servers: list[ServerInfo]) -> None:
+        """Leader: alive servers join the configuration (as non-voters, promoted once caught up); servers
+        that left or were reaped leave it."""
+        by_id = {info.raft_id: info for info in servers}
         conf = self.raft.conf()
-        for info in list(self.known.values()):
-            member = info.raft_id
+        for member, info in by_id.items():
+            if info.status != MemberStatus.ALIVE:
+                continue
             if member not in conf.voters and member not in conf.learners:
                 log.info("adding server to the Raft configuration as a non-voter: %s", info.name)
                 await self.raft.change_membership(ConfChange(ConfChangeType.ADD_LEARNER, member))
@@ -196,29 +199,27 @@ class ServerCluster:
                 log.info("promoting server to voter: %s", info.name)
                 await self.raft.change_membership(ConfChange(ConfChangeType.ADD_VOTER, member))
             conf = self.raft.conf()
-        for info in list(self.known.values()):
-            port = int(info.address.rpartition(":")[2])
-            await self.leader.reconcile_member(Member(name=info.name, node_id=info.node_id, address=info.ip,
-                                                      server=True, server_port=port), self.node_record(info))
+        me = next((info.raft_id for info in servers if info.name == self.me), None)
+        for member in (*conf.voters, *conf.learners):
+            info = by_id.get(member)
+            gone = (info is not None and info.status == MemberStatus.LEFT) or (info is None and member in self.reaped)
+            if gone and member != me:
+                name = info.name if info is not None else self.reaped[member]
+                log.info("removing server that left from the Raft configuration: %s", name)
+                await self.raft.change_membership(ConfChange(ConfChangeType.REMOVE, member))
+                self.reaped.pop(member, None)
 
-    def _load(self) -> list[ServerInfo]:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                rows = json.load(f)
-            return [ServerInfo(**{**row, "node_meta": tuple(map(tuple, row.get("node_meta", ())))}) for row in rows]
-        except FileNotFoundError:
-            return []
-        except (ValueError, TypeError) as exc:
-            log.warning("ignoring unreadable %s: %s", self.path, exc)
-            return []
-
-    def _save(self) -> None:
-        directory = os.path.dirname(self.path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        temp = self.path + ".tmp"
-        with open(temp, "w", encoding="utf-8") as f:
-            json.dump([asdict(info) for info in self.known.values()], f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, self.path)
-        fsync_dir(directory)
+    async def _reconcile_catalog(self, members: list[Member]) -> None:
+        """Leader: each member's node and serfHealth as its gossip status says; unknown serf nodes reaped."""
+        for member in members:
+            entry = catalog_member(member)
+            if member.status == MemberStatus.ALIVE:
+                await self.leader.reconcile_member(entry, self.node_record(entry))
+            elif member.status == MemberStatus.FAILED:
+                await self.leader.member_failed(entry, self.node_record(entry))
+            elif member.status == MemberStatus.LEFT and member.name != self.me:
+                await self.leader.member_gone(member.name)
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._full_due:
+            self._full_due = loop.time() + FULL_RECONCILE_INTERVAL
+            await self.leader.reap_unknown({member.name for member in members})

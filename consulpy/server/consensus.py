@@ -2,7 +2,8 @@
 
 `SingleNode` is dev mode's implementation: it is always leader and applies each command to the FSM at
 the next index as soon as it is proposed. The Raft issue supplies another implementation of
-`Consensus` that applies only after a quorum has made the entry durable.
+`Consensus` that applies only after a quorum has made the entry durable; `ClientConsensus` stands in on
+client agents, whose every RPC is routed to a server.
 Imports: stdlib, consulpy.fsm.
 """
 
@@ -119,3 +120,41 @@ class SingleNode:
 
     async def transfer_leader(self, peer_id: str = "") -> str:
         raise OperatorError("cannot find peer to transfer leadership to")
+
+
+class ClientConsensus:
+    """A client agent's: it replicates nothing and leads nothing. Its router sends every RPC to a server
+    before an endpoint could reach this, so anything asked here is answered as by a server without a leader."""
+
+    def __init__(self, fsm: FSM) -> None:
+        self.fsm = fsm
+
+    async def apply(self, command: Command) -> Any:
+        raise NoLeaderError()
+
+    def is_leader(self) -> bool:
+        return False
+
+    def lease_valid(self) -> bool:
+        return False
+
+    def leader_address(self) -> str:
+        return ""
+
+    def peers(self) -> list[str]:
+        return []
+
+    def last_contact_ms(self) -> int:
+        return 0
+
+    async def read_barrier(self) -> None:
+        raise NoLeaderError()
+
+    def configuration(self) -> tuple[int, list[RaftPeer]]:
+        return 0, []
+
+    async def remove_peer(self, *, peer_id: str = "", address: str = "") -> None:
+        raise NoLeaderError()
+
+    async def transfer_leader(self, peer_id: str = "") -> str:
+        raise NoLeaderError()

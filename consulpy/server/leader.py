@@ -1,23 +1,27 @@
-"""Leader duties: keep the catalog true to the cluster's members (serfHealth, the `consul` service).
+"""Leader duties: keep the catalog true to the cluster's gossip members.
 
-Until gossip lands the only member a server knows is itself; the gossip issue feeds real member events
-into `reconcile_member`. Imports: stdlib, consulpy.fsm, consulpy.state, consulpy.server.consensus.
+An alive member has its node registered with a passing `serfHealth` check (and the `consul` service when it
+is a server); a failed member's `serfHealth` goes critical, which invalidates the sessions tied to it; a member
+that left or was reaped is deregistered, and so is any node holding a `serfHealth` check that gossip no
+longer knows. Every write is skipped when the catalog already agrees, so a full pass is cheap.
+Imports: stdlib, consulpy.fsm, consulpy.state, consulpy.server.consensus.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from consulpy.fsm import RegisterRequest
+from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.server.consensus import Consensus
-from consulpy.state import PASSING, SERF_CHECK_ID, SERF_CHECK_NAME, HealthCheck, Node, NodeService
+from consulpy.state import CRITICAL, PASSING, SERF_CHECK_ID, SERF_CHECK_NAME, HealthCheck, Node, NodeService
 
 SERF_ALIVE_OUTPUT = "Agent alive and reachable"
+SERF_FAILED_OUTPUT = "Agent not live or unreachable"
 
 
 @dataclass(slots=True, frozen=True)
 class Member:
-    """What the leader knows of a cluster member (a Serf member, once gossip exists)."""
+    """What the leader knows of a cluster member (from gossip)."""
 
     name: str
     node_id: str
@@ -35,6 +39,11 @@ class LeaderDuties:
         self.datacenter = datacenter
         self.version = version
 
+    async def _apply(self, command: RegisterRequest | DeregisterRequest) -> None:
+        result = await self.consensus.apply(command)
+        if isinstance(result, Exception):
+            raise result
+
     async def reconcile_member(self, member: Member, node: Node) -> None:
         """Register an alive member: its node, a passing serfHealth check, and `consul` for servers."""
         store = self.consensus.fsm.store
@@ -48,8 +57,30 @@ class LeaderDuties:
                                         "version": self.version})
         current = store.get_check(member.name, SERF_CHECK_ID)
         registered = store.get_service(member.name, "consul")
-        if current is not None and current.status == PASSING and (service is None or registered is not None):
+        stored = store.get_node(member.name)
+        if (current is not None and current.status == PASSING and (service is None or registered is not None)
+                and stored is not None and stored.address == node.address):
             return
-        result = await self.consensus.apply(RegisterRequest(node=node, service=service, checks=(check,)))
-        if isinstance(result, Exception):
-            raise result
+        await self._apply(RegisterRequest(node=node, service=service, checks=(check,)))
+
+    async def member_failed(self, member: Member, node: Node) -> None:
+        """A failed member: its serfHealth critical (registering the node if the catalog lacks it)."""
+        current = self.consensus.fsm.store.get_check(member.name, SERF_CHECK_ID)
+        if current is not None and current.status == CRITICAL:
+            return
+        check = HealthCheck(node=member.name, check_id=SERF_CHECK_ID, name=SERF_CHECK_NAME, status=CRITICAL,
+                            output=SERF_FAILED_OUTPUT)
+        await self._apply(RegisterRequest(node=node, checks=(check,)))
+
+    async def member_gone(self, name: str) -> None:
+        """A member that left or was reaped: its node leaves the catalog."""
+        if self.consensus.fsm.store.get_node(name) is not None:
+            await self._apply(DeregisterRequest(node=name))
+
+    async def reap_unknown(self, known: set[str]) -> None:
+        """Deregister nodes that gossip put in the catalog (they hold serfHealth) but no longer knows."""
+        store = self.consensus.fsm.store
+        _, nodes = store.nodes()
+        for node in nodes:
+            if node.node not in known and store.get_check(node.node, SERF_CHECK_ID) is not None:
+                await self._apply(DeregisterRequest(node=node.node))
