@@ -31,7 +31,7 @@ class ServerSet:
 
     def args(self, host: int, join: int) -> tuple[str, ...]:
         return ("-server", "-bootstrap-expect", str(self.expect), "-data-dir", str(self.data_root / f"s{host}"),
-                "-join", self.address(join), "-hcl", self.hcl)
+                "-join", self.address(join), "-retry-interval", "1s", "-hcl", self.hcl)
 
     def launch(self, host: int, join: int = 2) -> AgentProcess:
         agent = self.servers.get(host)
