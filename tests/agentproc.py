@@ -87,10 +87,13 @@ class AgentProcess:
         self.wait_ready(wait)
         return self
 
+    def command(self) -> list[str]:
+        """The `consulpy` arguments this agent runs with."""
+        return ["agent", "-bind", self.address, "-client", self.address, "-node", self.node_name, *self.args]
+
     def launch(self) -> AgentProcess:
         """Start the process without waiting (servers of a new cluster have no leader until all are up)."""
-        cmd = [sys.executable, "-m", "consulpy", "agent", "-bind", self.address, "-client", self.address,
-               "-node", self.node_name, *self.args]
+        cmd = [sys.executable, "-m", "consulpy", *self.command()]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
         return self
