@@ -177,6 +177,21 @@ def test_use_cache_reuses_service_reads_for_cache_max_age(tmp_path: Path, catalo
     assert len(servers.calls) == 2
 
 
+def test_names_outside_our_zones_go_to_the_recursors_without_a_read(tmp_path: Path, loopback: str,
+                                                                   catalog: Catalog) -> None:
+    servers = FakeServers(catalog.store)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+        upstream.bind((f"{loopback}.9", 0))
+        upstream.settimeout(5)
+        host, port = upstream.getsockname()
+        client = client_frontend(tmp_path, servers, "-recursor", f"{host}:{port}",
+                                 "-hcl", 'dns_config { recursor_timeout = "200ms" }')
+        response = ask(client, "www.example.com")
+        assert DNSRecord.parse(upstream.recv(512)).q.qname == "www.example.com."
+    assert response.header.rcode == RCODE.SERVFAIL and response.header.ra == 1
+    assert servers.calls == []
+
+
 @pytest.mark.parametrize("name,qtype", [("web.service.consul", "A"), ("n1.node.consul", "A"), ("consul.", "NS"),
                                         ("1.0.0.10.in-addr.arpa", "PTR")])
 def test_no_leader_answers_servfail(tmp_path: Path, catalog: Catalog, name: str, qtype: str) -> None:
@@ -215,3 +230,4 @@ def test_a_client_agents_dns_port_answers_over_udp_and_tcp(tmp_path: Path, loopb
     assert failed.header.rcode == RCODE.SERVFAIL
     with pytest.raises(OSError):
         socket.create_connection((address, DNS_PORT), timeout=1).close()
+

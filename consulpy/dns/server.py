@@ -190,13 +190,14 @@ class DNSFrontend:
             settings = self.settings
             try:
                 reply = Resolver(reads, settings).resolve(question)
-                if reply.recurse:
-                    return await self.forward(Forward(request.data, query), tcp)
-                return self._render(query, reply, tcp)
+                if not reply.recurse:
+                    return self._render(query, reply, tcp)
             except MissingRead as missing:
                 key = missing.key
             except Exception as exc:
                 return self._failed(query, tcp, exc)
+            else:  # a name outside our zones: no read was needed
+                return await self.forward(Forward(request.data, query), tcp)
             if len(reads.results) >= MAX_READS_PER_QUESTION:
                 return self._failed(query, tcp, RuntimeError("too many catalog reads for one question"))
             try:
