@@ -28,20 +28,40 @@ def test_banner_and_pid_file(start_agent, tmp_path: Path) -> None:
                   "Server: true", f"Client Addr: [{agent.address}] (HTTP: 8500", "DNS: 8600",
                   f"Cluster Addr: {agent.address} (LAN: 8301, WAN: 8302)", "Consul agent running!"):
         assert field in log, field
-    assert agent.stop() == 0
+    assert agent.stop() == 1  # a dev agent is a server: SIGTERM does not leave, and exits 1 as Consul's does
     assert not pid_file.exists()
     assert "agent shutdown complete" in agent.log()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signals_leave_gracefully(start_agent, signum: int) -> None:
+def test_signals_stop_a_server_without_leaving(start_agent, signum: int) -> None:
     agent: AgentProcess = start_agent()
     agent.signal(signum)
     assert agent.proc is not None
-    assert agent.proc.wait(10) == 0
+    assert agent.proc.wait(10) == 1
     log = agent.log()
-    assert "gracefully shutting down agent" in log
+    assert "Graceful shutdown disabled. Exiting" in log and "agent shutdown complete" in log
+    assert "gracefully shutting down agent" not in log
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_make_a_client_leave_gracefully(loopback: str, tmp_path: Path, signum: int) -> None:
+    agent = AgentProcess(f"{loopback}.2", ("-data-dir", str(tmp_path / "client")))
+    try:
+        agent.launch()
+        deadline = time.monotonic() + 10
+        while "Consul agent running!" not in agent.log():
+            assert time.monotonic() < deadline, agent.log()
+            time.sleep(0.05)
+        agent.signal(signum)
+        assert agent.proc is not None
+        assert agent.proc.wait(15) == 0
+        log = agent.log()
+        assert "gracefully shutting down agent" in log and "agent shutdown complete" in log
+        assert "Traceback" not in log
+    finally:
+        agent.cleanup()
 
 
 def test_sighup_reloads_log_level(start_agent, tmp_path: Path) -> None:
@@ -62,7 +82,6 @@ def test_sighup_reloads_log_level(start_agent, tmp_path: Path) -> None:
     (("-dev", "-http-port", "eighty"), "eighty"),
     (("-dev", "-log-level", "loud"), "loud"),
     (("-dev", "-bootstrap-expect", "3"), "bootstrap"),
-    (("-data-dir", "/nonexistent-consulpy"), "client agents are not available in this build yet"),
     (("-server",), "data_dir cannot be empty"),
     ((), "data_dir"),
 ])

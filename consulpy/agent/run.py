@@ -88,7 +88,12 @@ async def serve(agent: Agent) -> int:
     await asyncio.wait([stop_wait, agent_done], return_when=asyncio.FIRST_COMPLETED)
     stop_wait.cancel()
     agent_done.cancel()
-    if graceful and agent.exit_code == 0:
+    if not graceful:
+        # Consul's servers keep their membership on SIGTERM and SIGINT (leave_on_terminate is off and
+        # skip_leave_on_interrupt on by default) and exit 1 without leaving.
+        log.info("Graceful shutdown disabled. Exiting")
+        agent.exit_code = 1
+    elif agent.exit_code == 0:
         log.info("gracefully shutting down agent")
         await agent.leave()
     await agent.stop()

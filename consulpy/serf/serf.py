@@ -191,6 +191,8 @@ class Serf:
         self.clock = LamportClock()
         self.event_clock = LamportClock()
         self.query_clock = LamportClock()
+        for clock in (self.clock, self.event_clock, self.query_clock):
+            clock.increment()  # serf starts its clocks at 1: time 0 means "never" in its buffers
         self._rng = rng
         self._tags = dict(tags or {})
         self._members: dict[str, _MemberState] = {}

@@ -225,7 +225,7 @@ def test_lamport_clocks_order_events_and_move_past_everything_seen() -> None:
             assert len(events) == len(sources)
             # Each source had seen the event before its own, so each event is later than the one before.
             by_order = sorted(events, key=lambda e: int(e.payload))
-            assert [e.ltime for e in by_order] == list(range(len(sources))), m.name
+            assert [e.ltime for e in by_order] == list(range(1, len(sources) + 1)), m.name
             assert m.serf.event_clock.time() > max(e.ltime for e in events)
         # Every member's clock is past every status time it holds (each join intent it has witnessed),
         # and everyone's join intents were witnessed (each joiner broadcast one after its join).
