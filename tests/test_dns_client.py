@@ -1,7 +1,8 @@
 """DNS on client agents: answers come from the servers through the endpoints (stale reads), never the local store.
 
 The unit tests drive a client agent's DNS frontend over async fakes of the Catalog and Health endpoints that
-read a real state store, and compare every answer with the one a server's frontend gives from that store.
+read a real state store, and compare every answer with the one a server's frontend gives from that store;
+the last test runs a real server and a real client agent and asks both over UDP.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from consulpy.agent.config import load_config
@@ -20,6 +22,7 @@ from consulpy.dns.server import DNSFrontend, DNSServer, Lookup
 from consulpy.endpoints.query import QueryMeta, QueryOptions
 from consulpy.server.consensus import NoLeaderError
 from consulpy.state import Node, NodeService, StateStore
+from tests.agentproc import AgentProcess, wait_until
 from tests.test_dns_resolver import Catalog
 
 DNS_PORT = 8600
@@ -231,3 +234,53 @@ def test_a_client_agents_dns_port_answers_over_udp_and_tcp(tmp_path: Path, loopb
     with pytest.raises(OSError):
         socket.create_connection((address, DNS_PORT), timeout=1).close()
 
+
+def dig(agent: AgentProcess, name: str, qtype: str = "A") -> DNSRecord:
+    request = DNSRecord.question(name, qtype)
+    response = DNSRecord.parse(request.send(agent.address, DNS_PORT, timeout=5))
+    assert response.header.id == request.header.id
+    return response
+
+
+def records(response: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in response.rr)
+
+
+def web_addresses(agent: AgentProcess) -> list[str]:
+    """`web.service.consul` A records, or none while the agent is not up yet."""
+    try:
+        return records(dig(agent, "web.service.consul"))
+    except OSError:
+        return []
+
+
+def test_a_client_agent_answers_from_the_servers(start_agent, loopback: str, tmp_path: Path) -> None:
+    server = start_agent(host=2, args=("-server", "-bootstrap-expect", "1", "-data-dir", str(tmp_path / "d1")))
+    # A client agent names no leader of its own (/v1/status/leader), so it is launched without waiting for one.
+    client = AgentProcess(f"{loopback}.3", ("-data-dir", str(tmp_path / "d2"), "-retry-join", server.address,
+                                            "-hcl", 'performance { rpc_hold_timeout = "1s" }'))
+    try:
+        client.launch()
+        web = {"Name": "web", "Port": 8080, "Address": "10.30.0.7"}
+
+        def registered() -> bool:
+            try:
+                return requests.put(f"{client.http}/v1/agent/service/register", json=web, timeout=5).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(registered, timeout=10)
+        for agent in (client, server):
+            wait_until(lambda agent=agent: web_addresses(agent) == ["10.30.0.7"], timeout=10)
+            assert records(dig(agent, "web.service.consul", "SRV")) == ["1 1 8080 0a1e0007.addr.dc1.consul."]
+            assert records(dig(agent, f"{client.node_name}.node.consul")) == [client.address]
+            assert records(dig(agent, "consul.service.consul")) == [server.address]
+            assert dig(agent, "nope.service.consul").header.rcode == RCODE.NXDOMAIN
+
+        server.kill()
+        failed = dig(client, "web.service.consul")
+        assert failed.header.rcode == RCODE.SERVFAIL and failed.rr == []
+        assert 'agent.dns: rpc error: error="' in client.log()
+        assert "Traceback" not in client.log()
+    finally:
+        client.cleanup()
