@@ -1,16 +1,17 @@
-"""HTTP handlers for /v1/agent/*: self, members, local services and checks, registration, TTL updates,
-maintenance, local health, reload, leave and the ACL-disabled token endpoint.
+"""HTTP handlers for /v1/agent/*: self, gossip members, join, leave and force-leave, local services and checks,
+registration, TTL updates, maintenance, local health, reload and the ACL-disabled token endpoint.
 
 Agent endpoints are local (no X-Consul-Index); writes answer an empty 200 once the change is pushed to the
 catalog, as Consul's handlers call syncChanges. Imports: stdlib, aiohttp (request type), orjson,
-consulpy.agent (config errors, definitions, local state), consulpy.duration, consulpy.endpoints, consulpy.http,
-consulpy.state.
+consulpy.agent (config errors, definitions, local state, gossip pools), consulpy.duration, consulpy.endpoints,
+consulpy.http, consulpy.state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import platform
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from aiohttp.web import BaseRequest
 from consulpy import BUILD_DATE, CONSUL_VERSION, __version__
 from consulpy.agent.config import ConfigError
 from consulpy.agent.definitions import RegistrationError, check_registration, service_registration
+from consulpy.agent.gossip import ForceLeaveError, JoinError, Member, MemberStatus
 from consulpy.agent.local import SOURCE_API
 from consulpy.duration import DurationError, parse_duration
 from consulpy.endpoints.query import QueryOptions
@@ -36,11 +38,14 @@ from consulpy.state.kv_ops import go_quote
 if TYPE_CHECKING:
     from consulpy.agent.agent import Agent
 
+log = logging.getLogger("consulpy.agent")
+
 MAX_BODY = 1 << 20
 CHECK_BUF_SIZE = 4096
 REVISION = f"consulpy-{__version__}"
 MAINTENANCE = "maintenance"
 SEGMENTS_NOT_SUPPORTED = "Network segments are not supported in this version of Consul"
+ALL_SEGMENTS = "_all"
 CHECK_UPDATE = Schema("checkUpdate", {"Status": STR, "Output": STR})
 _PROXY_KINDS = ("connect-proxy", "mesh-gateway", "terminating-gateway", "ingress-gateway", "api-gateway")
 _ORIGIN_COORDINATE = {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1.0e-5}
@@ -130,33 +135,28 @@ def _status_code(status: str) -> int:
     return {PASSING: 200, WARNING: 429}.get(status, 503)
 
 
-def _member(agent: Agent, wan: bool = False) -> dict[str, Any]:
-    config = agent.config
-    ports = config.ports
-    tags = {"build": f"{CONSUL_VERSION}:{REVISION}", "dc": agent.datacenter, "id": agent.node_id,
-            "role": "consul" if config.server else "node", "vsn": "2", "vsn_max": "3", "vsn_min": "2"}
-    if not wan:
-        tags["segment"] = ""
-    if config.server:
-        tags.update({"acls": "0", "ft_fs": "1", "ft_si": "1", "port": str(ports.server), "raft_vsn": "3",
-                     "use_tls": "0", "wan_join_port": str(ports.serf_wan)})
-        if config.bootstrap or config.dev:
-            tags["bootstrap"] = "1"
-        elif config.bootstrap_expect:
-            tags["expect"] = str(config.bootstrap_expect)
-        if ports.grpc > 0:
-            tags["grpc_port"] = str(ports.grpc)
-        if ports.grpc_tls > 0:
-            tags["grpc_tls_port"] = str(ports.grpc_tls)
+def _member_json(member: Member) -> dict[str, Any]:
+    """A gossip member as Consul shows serf.Member: the IP and port apart, the status as serf's number, and
+    the memberlist (Protocol*) and Consul delegate (Delegate*) version ranges Consul's agents report."""
+    host, _, port = member.address.rpartition(":")
     return {
-        "Name": f"{agent.node_name}.{agent.datacenter}" if wan else agent.node_name,
-        "Addr": agent.address,
-        "Port": ports.serf_wan if wan else ports.serf_lan,
-        "Tags": dict(sorted(tags.items())),
-        "Status": 1,
+        "Name": member.name,
+        "Addr": host.removeprefix("[").removesuffix("]"),
+        "Port": int(port),
+        "Tags": dict(sorted(member.tags.items())),
+        "Status": int(member.status),
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
     }
+
+
+def _serf_stats(agent: Agent, wan: bool) -> dict[str, str]:
+    members = agent.gossip.members(wan)
+    statuses = [m.status for m in members]
+    return {"coordinate_resets": "0", "encrypted": str(bool(agent.config.encrypt)).lower(), "event_queue": "0",
+            "event_time": "1", "failed": str(statuses.count(MemberStatus.FAILED)), "health_score": "0",
+            "intent_queue": "0", "left": str(statuses.count(MemberStatus.LEFT)), "member_time": "1",
+            "members": str(len(members)), "query_queue": "0", "query_time": "1"}
 
 
 def _stats(agent: Agent) -> dict[str, dict[str, str]]:
@@ -165,9 +165,7 @@ def _stats(agent: Agent) -> dict[str, dict[str, str]]:
     leader = consensus.is_leader()
     index = str(agent.store.last_index)
     local = {k: str(v) for k, v in agent.local.stats().items()}
-    serf = {"coordinate_resets": "0", "encrypted": str(bool(config.encrypt)).lower(), "event_queue": "0",
-            "event_time": "1", "failed": "0", "health_score": "0", "intent_queue": "0", "left": "0",
-            "member_time": "1", "members": "1", "query_queue": "0", "query_time": "1"}
+    serf = _serf_stats(agent, wan=False)
     stats: dict[str, dict[str, str]] = {
         "agent": local,
         "build": {"prerelease": "", "revision": REVISION, "version": CONSUL_VERSION, "version_metadata": ""},
@@ -187,9 +185,9 @@ def _stats(agent: Agent) -> dict[str, dict[str, str]]:
                          "num_peers": str(max(len(consensus.peers()) - 1, 0)), "protocol_version": "3",
                          "protocol_version_max": "3", "protocol_version_min": "0", "snapshot_version_max": "1",
                          "snapshot_version_min": "0", "state": "Leader" if leader else "Follower", "term": "1"}
-        stats["serf_wan"] = dict(serf)
+        stats["serf_wan"] = _serf_stats(agent, wan=True)
     else:
-        stats["consul"]["known_servers"] = "0"
+        stats["consul"]["known_servers"] = str(len(agent.gossip.lan.alive_servers()))
     return stats
 
 
@@ -214,22 +212,34 @@ async def agent_self(request: BaseRequest, agent: Agent, tail: str) -> Any:
             "CheckOutputMaxSize": config.check_output_max_size, "NodeMeta": config.node_meta,
         },
         "Coord": _ORIGIN_COORDINATE,
-        "Member": _member(agent),
+        "Member": _member_json(agent.gossip.lan.local_member()),
         "Stats": _stats(agent),
         "Meta": agent.node_record().meta,
     }
 
 
+def _refuse_partition(request: BaseRequest) -> None:
+    """Admin partitions are Consul Enterprise: CE refuses a partition asked for by header or query."""
+    if request.headers.get("X-Consul-Partition"):
+        raise bad_request('Invalid header: "X-Consul-Partition" - Partitions are a Consul Enterprise feature')
+    if request.query.get("partition"):
+        raise bad_request('Invalid query parameter: "partition" - Partitions are a Consul Enterprise feature')
+
+
 async def agent_members(request: BaseRequest, agent: Agent, tail: str) -> Any:
+    """The LAN members (or with `?wan` the WAN pool, `null` on a client); CE knows no segments but its own."""
     wan = request.query.get("wan", "") != ""
     segment = request.query.get("segment", "")
-    if wan:
-        if segment not in ("", "_all"):
-            raise bad_request("Cannot provide a segment with wan=true")
-        return Reply(raw=b"null") if not agent.config.server else [_member(agent, wan=True)]
-    if segment not in ("", "_all"):
-        raise HTTPError(500, SEGMENTS_NOT_SUPPORTED)
-    return [_member(agent)]
+    if wan and segment not in ("", ALL_SEGMENTS):
+        raise bad_request("Cannot provide a segment with wan=true")
+    _refuse_partition(request)
+    if wan and agent.gossip.wan is None:
+        return Reply(raw=b"null")
+    if not wan and segment not in ("", ALL_SEGMENTS):
+        # A CE server refuses every named segment; a client knows only its own, the default "".
+        raise HTTPError(500, SEGMENTS_NOT_SUPPORTED if agent.config.server else
+                        f"segment {go_quote(segment)} not found")
+    return filter_items(request, [_member_json(m) for m in agent.gossip.members(wan)])
 
 
 def _filtered_map(request: BaseRequest, rendered: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -421,6 +431,42 @@ async def agent_leave(request: BaseRequest, agent: Agent, tail: str) -> Any:
     asyncio.get_running_loop().call_later(0.1, agent.stopped.set)
 
 
+async def agent_join(request: BaseRequest, agent: Agent, tail: str) -> Any:
+    """Join the LAN pool (or with `?wan` the WAN pool) through one address; a failure is Consul's 500 with the
+    go-multierror text of every address tried."""
+    _refuse_partition(request)
+    wan = request.query.get("wan", "") != ""
+    pool = "WAN" if wan else "LAN"
+    log.info("(%s) joining: %s_addresses=[%s]", pool, pool.lower(), tail)
+    if wan and agent.gossip.wan is None:
+        error = "Must be a server to join WAN cluster"
+    else:
+        try:
+            joined = await agent.gossip.join([tail], wan=wan)
+        except JoinError as exc:
+            error = str(exc)
+        else:
+            log.info("(%s) joined: number_of_nodes=%d", pool, joined)
+            return
+    log.warning("(%s) couldn't join: number_of_nodes=0 error=%s", pool, error.strip())
+    raise HTTPError(500, error)
+
+
+async def agent_force_leave(request: BaseRequest, agent: Agent, tail: str) -> Any:
+    """Force a member into `left` (with `?prune`, forget it at once); an unknown name is Consul's 500."""
+    _refuse_partition(request)
+    prune = "prune" in request.query
+    wan = "wan" in request.query
+    log.info("%sForce leaving node: node=%s", "(WAN) " if wan else "", tail)
+    if wan and agent.gossip.wan is None:
+        raise HTTPError(500, "Must be a server to force-leave a node from the WAN cluster")
+    try:
+        agent.gossip.force_leave(tail, prune=prune, wan=wan)
+    except ForceLeaveError as exc:
+        log.warning("%sFailed to remove node: node=%s error=%s", "(WAN) " if wan else "", tail, exc)
+        raise HTTPError(500, str(exc)) from None
+
+
 async def agent_token(request: BaseRequest, agent: Agent, tail: str) -> Any:
     raise HTTPError(401, "ACL support disabled")
 
@@ -439,6 +485,8 @@ ROUTES = [
     Route("/v1/agent/maintenance", PUT, node_maintenance),
     Route("/v1/agent/reload", PUT, agent_reload),
     Route("/v1/agent/leave", PUT, agent_leave),
+    Route("/v1/agent/join/", PUT, agent_join),
+    Route("/v1/agent/force-leave/", PUT, agent_force_leave),
     Route("/v1/agent/token/", PUT, agent_token),
     Route("/v1/agent/check/register", PUT, check_register),
     Route("/v1/agent/check/deregister/", PUT, check_deregister),
