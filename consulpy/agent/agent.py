@@ -22,6 +22,7 @@ from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
 from consulpy.agent.definitions import RegistrationError
 from consulpy.agent.events import SerfUserEvent, UserEvents
 from consulpy.agent.gossip import AgentGossip, GossipPool, PoolSettings, serf_tags
+from consulpy.agent.keyring import KeyringOps
 from consulpy.agent.local import LocalOptions, LocalState
 from consulpy.agent.logs import set_level
 from consulpy.dns.server import DNSServer
@@ -131,6 +132,7 @@ class Agent:
         self.events = UserEvents(self.node_name, self.local.services, config.disable_remote_exec)
         self.events.broadcaster = self._broadcast_user_event
         self.gossip.lan.on_user_event.append(self.events.ingest)
+        self.keyring_ops = KeyringOps(self.gossip.pools())
         self.ae = AntiEntropy(self.local, self.catalog, self.health, self.node_record, sync_interval(config))
         self.local.on_change = self.ae.trigger
         self.kvs = KVS(self.server)

@@ -23,10 +23,13 @@ from consulpy.gossip import Address, lan_config, local_config, wan_config
 from consulpy.gossip.keyring import Keyring
 from consulpy.gossip.transport import GossipTransport, JoinError
 from consulpy.serf import (
+    KeyringChanged,
     LeaveDone,
     Member,
     MemberEvent,
     MemberStatus,
+    QueryDone,
+    QueryResponse,
     Serf,
     SerfConfig,
     SnapshotState,
@@ -88,6 +91,7 @@ class GossipPool:
         self._previous: SnapshotState | None = None
         self._written: SnapshotState | None = None
         self._snapshot_task: asyncio.Task[None] | None = None
+        self._queries: dict[int, tuple[list[tuple[str, bytes]], asyncio.Future[None]]] = {}
         role = "server" if settings.tags.get("role") == "consul" else "client"
         pool = "wan" if settings.wan else "lan"
         self.transport = GossipTransport(
@@ -105,7 +109,7 @@ class GossipPool:
     def _serf(self, config: Any, address: Address, now: float) -> Serf:
         serf_config = SerfConfig(gossip=config, reconnect_timeout=self.settings.reconnect_timeout)
         return Serf(serf_config, self.settings.name, address, rng=self._rng, now=now, tags=self.settings.tags,
-                    previous=self._previous)
+                    previous=self._previous, keyring=self.keyring)
 
     def _path(self, file_name: str) -> Path | None:
         return Path(self.settings.serf_dir, file_name) if self.settings.serf_dir else None
@@ -178,6 +182,23 @@ class GossipPool:
             raise ForceLeaveError(f"agent: No node found with name '{node}'")
         self.transport.apply(lambda now: self.serf.force_leave(node, now, prune))
 
+    async def query(self, name: str, payload: bytes, timeout: float | None = None,
+                    relay_factor: int = 0) -> list[tuple[str, bytes]]:
+        """A Serf query to every member: each (member, answer) that arrived before it closed."""
+        answers: list[tuple[str, bytes]] = []
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent: list[int] = []
+        # Serf emits nothing for a query during the call itself, so the id is noted before any answer.
+        self.transport.apply(lambda now: sent.append(self.serf.query(name, payload, now, timeout,
+                                                                     relay_factor=relay_factor)))
+        query_id = sent[0]
+        self._queries[query_id] = (answers, done)
+        try:
+            await done
+        finally:
+            self._queries.pop(query_id, None)
+        return answers
+
     def user_event(self, name: str, payload: bytes, coalesce: bool) -> None:
         self.transport.apply(lambda now: self.serf.user_event(name, payload, coalesce))
 
@@ -204,6 +225,14 @@ class GossipPool:
         elif isinstance(event, UserEvent):
             for user_listener in self.on_user_event:
                 user_listener(event)
+        elif isinstance(event, QueryResponse) and event.query_id in self._queries:
+            self._queries[event.query_id][0].append((event.node, event.payload))
+        elif isinstance(event, QueryDone) and event.query_id in self._queries:
+            done = self._queries[event.query_id][1]
+            if not done.done():
+                done.set_result(None)
+        elif isinstance(event, KeyringChanged):
+            self.save_keyring()
         for any_listener in self.on_event:
             any_listener(event)
 
