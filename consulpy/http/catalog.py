@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.web import BaseRequest
 
 from consulpy.endpoints.query import QueryMeta
+from consulpy.endpoints.status import STALE
 from consulpy.fsm import DeregisterRequest, RegisterRequest
 from consulpy.gostrconv import parse_bool
 from consulpy.http.decode import CATALOG_DEREGISTER, CATALOG_REGISTER, DecodeError, decode_body
@@ -262,12 +263,12 @@ async def health_service(request: BaseRequest, agent: Agent, tail: str) -> Any:
 
 async def status_leader(request: BaseRequest, agent: Agent, tail: str) -> Any:
     query_options(request, agent.datacenter)
-    return agent.consensus.leader_address()
+    return await agent.status.leader(STALE)
 
 
 async def status_peers(request: BaseRequest, agent: Agent, tail: str) -> Any:
     query_options(request, agent.datacenter)
-    return agent.consensus.peers()
+    return await agent.status.peers(STALE)
 
 
 GET = ("GET",)
