@@ -2,7 +2,8 @@
 decrypting, so keys can be rotated across a running cluster (Consul's `keyring -install/-use/-remove`).
 
 Keys travel as standard base64 of 16, 24 or 32 bytes (AES-128/192/256); `keygen()` makes Consul's 32-byte
-key. The ring persists as Serf's `local.keyring` (a JSON list, primary first). Imports: stdlib, cryptography.
+key. The ring persists as Serf's `local.keyring` (a JSON list, primary first). Imports: stdlib, cryptography
+(loaded with the first key: an agent without gossip encryption does not pay its start-up time and memory).
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 
 KEY_SIZES = (16, 24, 32)
 _BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
@@ -123,6 +127,8 @@ class Keyring:
         """Add a key for decryption; the first key installed becomes the primary. Installing twice is a no-op."""
         validate_key(key)
         if key not in self._keys:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             self._keys.append(key)
             self._ciphers.append(AESGCM(key))
 

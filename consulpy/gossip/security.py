@@ -11,8 +11,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-
 from consulpy.gossip.keyring import Keyring
 
 ENCRYPTION_VERSION = 1
@@ -156,6 +154,8 @@ def decrypt(keyring: Keyring, data: bytes, authenticated: bytes) -> bytes:
         raise EnvelopeError(f"unsupported encryption version {version}", "packets_undecryptable")
     if len(data) < ENCRYPT_OVERHEAD + (_BLOCK_SIZE if version == 0 else 0):
         raise EnvelopeError(f"payload is too small to decrypt: {len(data)}", "packets_undecryptable")
+    from cryptography.exceptions import InvalidTag  # loaded with the keyring's first key already
+
     nonce, sealed = data[1:1 + NONCE_SIZE], data[1 + NONCE_SIZE:]
     for cipher in keyring.ciphers():
         try:
