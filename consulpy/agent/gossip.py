@@ -338,11 +338,15 @@ class AgentGossip:
         return pool.members() if pool is not None else []
 
     def force_leave(self, node: str, prune: bool = False, wan: bool = False) -> None:
-        """Consul's force-leave: LAN by default; `wan` for the WAN pool."""
+        """Consul's force-leave: `wan` for the WAN pool only; else the LAN member, and on a server also its
+        WAN member (`node.dc`) when there is one."""
         pool = self.pool(wan)
         if pool is None:
             raise ForceLeaveError(f"agent: No node found with name '{node}'")
         pool.force_leave(node, prune)
+        wan_name = f"{node}.{self.lan.datacenter}"
+        if not wan and self.wan is not None and self.wan.serf.member(wan_name) is not None:
+            self.wan.force_leave(wan_name, prune)
 
     async def leave(self) -> None:
         await self._cancel_joins()
