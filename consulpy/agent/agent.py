@@ -283,9 +283,10 @@ class Agent:
         self.local.start()
         self.local.load_config(config)
         self.ae.start()
+        await self.dns.start()
+        # HTTP last: once it answers, every listener of the agent is up (tests and scripts wait on it).
         if config.ports.http > 0:
             await self.http.start(self.client_hosts(), config.ports.http)
-        await self.dns.start()
 
     def _on_lan_member(self, event: MemberEvent) -> None:
         """A server of this datacenter joined: sync with the catalog now (Consul triggers a full sync)."""
