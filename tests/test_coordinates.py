@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +379,44 @@ def test_updates_through_a_follower_reach_every_server(loopback: str, tmp_path: 
         assert (wrong.status_code, wrong.text) == (500, "incompatible coordinate")
     finally:
         cluster.cleanup()
+
+
+def test_agent_sends_its_own_coordinate(dev_agent: AgentProcess) -> None:
+    """The agent's LAN coordinate reaches the catalog within seconds; its WAN one lists under datacenters."""
+    node = dev_agent.node_name
+    started = time.monotonic()
+    entry = wait_until(lambda: _coordinates(dev_agent).get(node), timeout=6)
+    assert time.monotonic() - started < 6
+    assert entry["Segment"] == "" and len(entry["Coord"]["Vec"]) == 8
+    assert set(entry["Coord"]) == {"Vec", "Error", "Adjustment", "Height"}
+
+    datacenters = requests.get(f"{dev_agent.http}/v1/coordinate/datacenters", timeout=5).json()
+    assert [(dc["Datacenter"], dc["AreaID"], [c["Node"] for c in dc["Coordinates"]]) for dc in datacenters] == [
+        ("dc1", "wan", [node])]
+
+    lan = ok("rtt", node, agent=dev_agent)
+    assert re.fullmatch(rf"Estimated {node} <-> {node} rtt: \d+\.\d{{3}} ms \(using LAN coordinates\)\n", lan)
+    wan = ok("rtt", "-wan", f"{node}.dc1", agent=dev_agent)
+    assert re.fullmatch(rf"Estimated {node}\.dc1 <-> {node}\.dc1 rtt: \d+\.\d{{3}} ms \(using WAN coordinates\)\n",
+                        wan)
+
+
+def test_client_agent_coordinate_reaches_the_server(start_agent: Callable[..., AgentProcess], loopback: str,
+                                                    tmp_path: Path) -> None:
+    """A client agent's measured coordinate goes through its server into the catalog; rtt and near use it."""
+    hcl = 'sync_coordinate_interval_min = "1s"\nconsul { coordinate { update_period = "100ms" } }'
+    server = start_agent(host=2, args=("-server", "-bootstrap-expect", "1", "-data-dir", str(tmp_path / "s"),
+                                       "-hcl", hcl), wait=20)
+    # A client has no leader of its own to wait for: it is up once its coordinate has reached the server.
+    client = AgentProcess(f"{loopback}.3", ("-data-dir", str(tmp_path / "c"), "-retry-join", server.address,
+                                            "-retry-interval", "1s", "-hcl", hcl))
+    try:
+        client.launch()
+        wait_until(lambda: {server.node_name, client.node_name} <= set(_coordinates(server)), timeout=15)
+        estimate = ok("rtt", server.node_name, agent=client)
+        assert re.fullmatch(rf"Estimated {server.node_name} <-> {client.node_name} rtt: \d+\.\d{{3}} ms "
+                            r"\(using LAN coordinates\)\n", estimate)
+        nodes = requests.get(f"{client.http}/v1/catalog/nodes", params={"near": "_agent"}, timeout=5).json()
+        assert [n["Node"] for n in nodes] == [client.node_name, server.node_name]
+    finally:
+        client.cleanup()

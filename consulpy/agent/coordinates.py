@@ -3,8 +3,8 @@
 Every interval, plus a random stagger of up to one interval, the coordinate the gossip layer holds goes to
 `Coordinate.Update`; a failure is logged and the next round sends afresh. The interval is Consul's
 `sync_coordinate_interval_min` (15 s), raised so the whole cluster sends about `sync_coordinate_rate_target`
-(64) updates a second. Imports: stdlib, consulpy.duration, consulpy.endpoints.coordinate, consulpy.serf
-(the coordinate record).
+(64) updates a second. `wan_coordinates` gives the Coordinate endpoint the WAN pool's server coordinates.
+Imports: stdlib, consulpy.agent.gossip, consulpy.duration, consulpy.endpoints.coordinate, consulpy.serf.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from consulpy.agent.gossip import GossipPool
 from consulpy.duration import MILLISECOND, SECOND, DurationError, parse_duration
 from consulpy.endpoints.coordinate import DEFAULT_UPDATE_PERIOD, Coordinate
+from consulpy.serf import MemberStatus
 from consulpy.serf.messages import Coordinate as VivaldiCoordinate
 
 if TYPE_CHECKING:
@@ -65,6 +67,22 @@ def rate_scaled_interval(interval_ns: int, members: int, rate: float = RATE_TARG
     """Seconds between sends: enough for `members` agents to send `rate` updates a second in all, at least
     the configured interval (Consul's lib.RateScaledInterval)."""
     return max(interval_ns / SECOND, members / rate if rate > 0 else 0.0)
+
+
+def wan_coordinates(pool: GossipPool | None) -> list[tuple[str, str, VivaldiCoordinate]]:
+    """(member name, datacenter, coordinate) of each server in the WAN pool that has not left, as Consul's
+    router lists them: the coordinates their acks carried, and ours as it stands (serf caches its own)."""
+    if pool is None:
+        return []
+    found = []
+    for member in pool.members():
+        if member.tags.get("role") != "consul" or member.status == MemberStatus.LEFT:
+            continue
+        own = member.name == pool.settings.name
+        coord = pool.coordinate() if own else pool.cached_coordinate(member.name)
+        if coord is not None:
+            found.append((member.name, member.tags.get("dc", ""), coord))
+    return found
 
 
 class CoordinateSync:
