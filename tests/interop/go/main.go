@@ -645,16 +645,21 @@ func (r *runner) serviceSteps() {
 		if err != nil {
 			return err
 		}
-		// Consul lists every server; consulpy lists only itself until LAN gossip is wired into the agent.
-		if len(members) < 1 || len(members) > r.servers {
-			return fmt.Errorf("want 1..%d members, got %d", r.servers, len(members))
+		// Every server of the cluster is a LAN member, alive, this agent among them.
+		if len(members) != r.servers {
+			return fmt.Errorf("want %d members, got %d", r.servers, len(members))
 		}
+		self := false
 		for _, m := range members {
-			if m.Name == name && m.Status == 1 {
-				return nil
+			if m.Status != 1 {
+				return fmt.Errorf("member not alive: %+v", m)
 			}
+			self = self || m.Name == name
 		}
-		return fmt.Errorf("this agent is not an alive member: %+v", members)
+		if !self {
+			return fmt.Errorf("this agent is not a member: %+v", members)
+		}
+		return nil
 	})
 	r.step("agent-service-get", func() error {
 		svc, meta, err := agent.Service(serviceID, nil)
