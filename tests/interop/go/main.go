@@ -649,14 +649,14 @@ func (r *runner) serviceSteps() {
 		if len(members) != r.servers {
 			return fmt.Errorf("want %d members, got %d", r.servers, len(members))
 		}
-		self := false
+		listed := false
 		for _, m := range members {
 			if m.Status != 1 {
 				return fmt.Errorf("member not alive: %+v", m)
 			}
-			self = self || m.Name == name
+			listed = listed || m.Name == name
 		}
-		if !self {
+		if !listed {
 			return fmt.Errorf("this agent is not a member: %+v", members)
 		}
 		return nil
