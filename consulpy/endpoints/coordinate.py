@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,7 +49,7 @@ def vivaldi_of(entry: CoordinateEntry) -> VivaldiCoordinate:
     return VivaldiCoordinate(entry.vec, entry.error, entry.adjustment, entry.height)
 
 
-def intersect(ours: dict[str, V], theirs: dict[str, V]) -> tuple[V | None, V | None]:
+def intersect(ours: Mapping[str, V], theirs: Mapping[str, V]) -> tuple[V | None, V | None]:
     """The pair of coordinates (by segment) two nodes can be compared in (Consul's CoordinateSet.Intersect):
     the default segment, unless one side has a single segment, which is then a client's and takes priority."""
     segment = ""
