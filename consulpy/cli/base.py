@@ -272,6 +272,14 @@ class ShowHelp(Exception):
     """Raised by a command that wants its help shown on stderr with exit status 1 (cli.RunResultHelp)."""
 
 
+def usage_error(call: Call, message: str) -> int:
+    """A wrong command line: the message, a blank line and the command's help on stderr; exit status 1."""
+    err(message)
+    err("")
+    err(command_help(call.command))
+    return 1
+
+
 def command_help(command: Command) -> str:
     """A command's Help(): its usage text, then its HTTP API options and its own options (Consul's flags.Usage)."""
     text = command.usage.strip() + "\n\n"

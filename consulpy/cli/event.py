@@ -8,7 +8,7 @@ consulpy.cli.base, consulpy.cli.http, consulpy.agent.events (Go regexp compilati
 from __future__ import annotations
 
 from consulpy.agent.events import bad_filter
-from consulpy.cli.base import Call, Command, Fail, command_help, err, out
+from consulpy.cli.base import Call, Command, Fail, out, usage_error
 from consulpy.cli.goflags import FlagSet
 from consulpy.cli.http import ApiError
 
@@ -20,25 +20,18 @@ def _flags(flags: FlagSet) -> None:
     flags.add("tag", "Regular expression: with -service, the matching service must also have a matching tag.")
 
 
-def _usage_error(call: Call, message: str) -> int:
-    err(message)
-    err("")
-    err(command_help(call.command))
-    return 1
-
-
 def fire(call: Call) -> int:
     values = call.values
     name, node, service, tag = values["name"], values["node"], values["service"], values["tag"]
     if not name:
-        return _usage_error(call, "Event name must be specified")
+        return usage_error(call, "Event name must be specified")
     bad = bad_filter(node, service, tag)
     if bad is not None:
         raise Fail(f"Failed to compile {bad[0]} filter regexp: {bad[1]}")
     if tag and not service:
         raise Fail("Cannot provide tag filter without service filter.")
     if len(call.args) > 1:
-        return _usage_error(call, "Too many command line arguments.")
+        return usage_error(call, "Too many command line arguments.")
     payload = call.args[0].encode("utf-8", "surrogateescape") if call.args else None
     client = call.client()
     try:

@@ -7,17 +7,9 @@ Imports: consulpy.cli.base, consulpy.cli.goflags, consulpy.cli.http.
 
 from __future__ import annotations
 
-from consulpy.cli.base import Call, Command, Fail, command_help, err, out
+from consulpy.cli.base import Call, Command, Fail, err, out, usage_error
 from consulpy.cli.goflags import FlagSet
 from consulpy.cli.http import ApiError
-
-
-def _usage_error(call: Call, message: str) -> int:
-    err(message)
-    err("")
-    err(command_help(call.command))
-    return 1
-
 
 # --------------------------------------------------------------------------- join
 
@@ -29,7 +21,7 @@ def _join_flags(flags: FlagSet) -> None:
 
 def join(call: Call) -> int:
     if not call.args:
-        return _usage_error(call, "At least one address to join must be specified.")
+        return usage_error(call, "At least one address to join must be specified.")
     client = call.client()
     params = [("wan", "1")] if call.values["wan"] else []
     joined = 0
@@ -59,7 +51,7 @@ def _force_leave_flags(flags: FlagSet) -> None:
 
 def force_leave(call: Call) -> int:
     if len(call.args) != 1:
-        return _usage_error(call, "A single node name must be specified to force leave.")
+        return usage_error(call, "A single node name must be specified to force leave.")
     values = call.values
     client = call.client()
     params = [(flag, "1") for flag in ("prune", "wan") if values[flag]]
