@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consulpy.cli.base import Call, Command, Fail, command_help, err, go_quote, out
+from consulpy.cli.base import Call, Command, Fail, go_quote, out, usage_error
 from consulpy.cli.goflags import FlagSet
 from consulpy.cli.http import ApiError, Client
 from consulpy.endpoints.coordinate import intersect
@@ -84,10 +84,7 @@ def _wan(client: Client, nodes: list[str]) -> tuple[VivaldiCoordinate | None, Vi
 def rtt(call: Call) -> int:
     nodes = list(call.args)
     if not 1 <= len(nodes) <= 2:
-        err("One or two node names must be specified")
-        err("")
-        err(command_help(call.command))
-        return 1
+        return usage_error(call, "One or two node names must be specified")
     client = call.client()
     wan = call.values["wan"]
     coord1, coord2 = (_wan if wan else _lan)(client, nodes)
