@@ -40,7 +40,7 @@ from consulpy.serf import (
 
 log = logging.getLogger("consulpy.agent")
 
-SNAPSHOT_FLUSH_INTERVAL = 1.0
+SNAPSHOT_FLUSH_INTERVAL = 0.5  # serf flushes its snapshot every 500 ms too
 LEAVE_TIMEOUT = 5.0
 # Consul's protocol version range, shown as tags and in /v1/agent/members.
 PROTOCOL_VERSION = "2"
@@ -312,15 +312,13 @@ class AgentGossip:
             attempt += 1
             try:
                 joined = await pool.join(addresses)
-                log.info("Join cluster completed. Synced with %d initial agents: cluster=%s", joined, kind)
+                log.info("Join cluster completed. Synced with initial agents: cluster=%s num_agents=%d", kind, joined)
                 return
             except JoinError as exc:
                 error = str(exc).strip()
             if max_attempts and attempt >= max_attempts:
-                log.error("Join cluster failed, will retry: cluster=%s retry_interval=%s error=%s", kind,
-                          format_duration(interval_ns), error)
-                log.error("agent: %s", "Join failed: max join retry exhausted" if kind == "LAN" else
-                          "Join WAN failed: max join retry exhausted")
+                retry = "-wan retry" if pool.wan else "retry"
+                log.error("Retry join failed: error=agent: max join %s exhausted, exiting", retry)
                 self.join_failed.set()
                 return
             log.warning("Join cluster failed, will retry: cluster=%s retry_interval=%s error=%s", kind,
