@@ -13,12 +13,14 @@ import os
 import random
 import uuid
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from consulpy import CONSUL_VERSION
 from consulpy.agent.ae import AntiEntropy, sync_interval
 from consulpy.agent.checks import CheckRunners
 from consulpy.agent.config import ConfigError, RuntimeConfig, load_config
+from consulpy.agent.coordinates import CoordinateSync, coordinate_interval, update_period, wan_coordinates
 from consulpy.agent.definitions import RegistrationError
 from consulpy.agent.events import SerfUserEvent, UserEvents
 from consulpy.agent.gossip import AgentGossip, GossipPool, PoolSettings, serf_tags
@@ -28,6 +30,7 @@ from consulpy.agent.logs import set_level
 from consulpy.dns.server import DNSServer
 from consulpy.duration import SECOND
 from consulpy.endpoints.catalog import Catalog, Health
+from consulpy.endpoints.coordinate import Coordinate
 from consulpy.endpoints.forward import LeaderForwarder, ServerForwarder
 from consulpy.endpoints.kvs import KVS
 from consulpy.endpoints.operator import Operator
@@ -139,6 +142,11 @@ class Agent:
         self.session_timers = SessionTimers(self.consensus)
         self.sessions = Sessions(self.server, self.session_timers, config.session_ttl_min)
         self.txn = Txn(self.server, self.kvs)
+        self.coordinate = Coordinate(self.server, wan_coordinates=partial(wan_coordinates, self.gossip.wan),
+                                     update_period_ns=update_period(config))
+        self.coordinate_sync = CoordinateSync(self.coordinate, self.node_name, self.gossip.lan.coordinate,
+                                              coordinate_interval(config),
+                                              members=lambda: len(self.gossip.lan.members()))
         self.operator = Operator(self.server)
         self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
         if self.raft is not None:
@@ -242,7 +250,8 @@ class Agent:
 
     def _register_rpc(self, port: ServerPort) -> None:
         """Expose every routed endpoint method on the server port under its RPC name."""
-        for endpoint in (self.catalog, self.health, self.status, self.kvs, self.sessions, self.txn, self.operator):
+        for endpoint in (self.catalog, self.health, self.status, self.kvs, self.sessions, self.txn, self.operator,
+                         self.coordinate):
             for attribute in dir(endpoint):
                 method: Any = getattr(endpoint, attribute)
                 name = getattr(method, "rpc_method", None)
@@ -283,6 +292,7 @@ class Agent:
         self.local.start()
         self.local.load_config(config)
         self.ae.start()
+        self.coordinate_sync.start()
         await self.dns.start()
         # HTTP last: once it answers, every listener of the agent is up (tests and scripts wait on it).
         if config.ports.http > 0:
@@ -330,6 +340,7 @@ class Agent:
         this node left, and a server waits (bounded) until the leader has taken it out of the Raft configuration."""
         await self.ae.stop()
         await self.local.stop()
+        await self.coordinate_sync.stop()
         log.info("leaving cluster")
         if self.raft is not None and self.raft.is_leader() and len(self.raft.conf().voters) > 1:
             with contextlib.suppress(Exception):
@@ -353,6 +364,8 @@ class Agent:
             self._join_watch.cancel()
         await self.ae.stop()
         await self.local.stop()
+        await self.coordinate_sync.stop()
+        await self.coordinate.stop()
         self.session_timers.stop()
         await self.dns.stop()
         await self.http.stop()
