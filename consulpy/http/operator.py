@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.web import BaseRequest
 
+from consulpy.endpoints.query import QueryOptions
 from consulpy.http.errors import HTTPError, bad_request
 from consulpy.http.params import query_options
 from consulpy.http.server import Route
-from consulpy.server.consensus import Consensus, NoLeaderError, OperatorError, RaftPeer
+from consulpy.server.consensus import NoLeaderError, OperatorError, RaftPeer
 from consulpy.state.kv_ops import go_quote
 
 if TYPE_CHECKING:
@@ -44,11 +45,11 @@ def _check_dc(request: BaseRequest, agent: Agent) -> None:
         raise HTTPError(500, "No path to datacenter")
 
 
-def _leading_configuration(consensus: Consensus) -> list[RaftPeer]:
-    """The configuration a write acts on; Consul forwards writes to the leader first, so none is an error."""
-    if not consensus.leader_address():
-        raise NoLeaderError()
-    return consensus.configuration()[1]
+async def _leading_configuration(agent: Agent) -> list[RaftPeer]:
+    """The configuration a write acts on, read from the leader (Consul forwards writes to it first, so no
+    leader is an error); from a client agent the read goes through a server."""
+    _, (_, servers) = await agent.operator.raft_configuration(QueryOptions())
+    return servers
 
 
 async def raft_configuration(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -65,8 +66,7 @@ async def raft_peer_delete(request: BaseRequest, agent: Agent, tail: str) -> Any
     if has_id and has_address:
         raise bad_request("Must specify only one of ?id or ?address")
     _check_dc(request, agent)
-    consensus = agent.server.consensus
-    servers = _leading_configuration(consensus)
+    servers = await _leading_configuration(agent)
     if has_id:
         wanted = query.get("id", "")
         target = next((s for s in servers if s.id == wanted), None)
@@ -91,7 +91,7 @@ async def raft_peer_delete(request: BaseRequest, agent: Agent, tail: str) -> Any
 async def raft_transfer_leader(request: BaseRequest, agent: Agent, tail: str) -> Any:
     peer_id = request.query.get("id", "")
     try:
-        _check_transfer(agent.server.consensus, peer_id)
+        _check_transfer(await _leading_configuration(agent), peer_id)
         new_leader = await agent.operator.raft_transfer_leader(peer_id)
     except (OperatorError, NoLeaderError) as exc:
         raise HTTPError(500, GRPC_UNKNOWN + str(exc)) from None
@@ -99,9 +99,8 @@ async def raft_transfer_leader(request: BaseRequest, agent: Agent, tail: str) ->
     return {"Success": True}
 
 
-def _check_transfer(consensus: Consensus, peer_id: str) -> None:
+def _check_transfer(servers: list[RaftPeer], peer_id: str) -> None:
     """hashicorp/raft's refusals, decided from the configuration before any transfer starts."""
-    servers = _leading_configuration(consensus)
     leader = next((s for s in servers if s.leader), None)
     if peer_id:
         if all(s.id != peer_id for s in servers):
