@@ -162,6 +162,11 @@ def test_seed_topology_forms_detects_failure_and_serves_the_client(seed: dict[st
         assert [entry["Node"]["Node"] for entry in healthy] == [client.node_name]
         assert wait_until(lambda a=agent: dns_addresses(a, "web.service.consul"), 10) == [client.address]
 
+    # A session on the client's node (tied to its serfHealth by default) holds a lock until the client dies.
+    session = requests.put(f"{client.http}/v1/session/create", json={"Name": "seed"}, timeout=10).json()["ID"]
+    locked = requests.put(f"{client.http}/v1/kv/seed-lock?acquire={session}", data=b"x", timeout=10).json()
+    assert locked is True
+
     # kill -9 of the client: failed on every server within 10 s, its serfHealth critical.
     client.kill()
     killed = time.monotonic()
@@ -170,6 +175,9 @@ def test_seed_topology_forms_detects_failure_and_serves_the_client(seed: dict[st
     assert time.monotonic() - killed < 10
     for server in servers:
         wait_until(lambda s=server: serf_health(s, client.node_name) == "critical", 10)
+    # ...which invalidated the session and released its lock.
+    assert requests.get(f"{servers[0].http}/v1/session/info/{session}", timeout=5).json() == []
+    assert "Session" not in requests.get(f"{servers[0].http}/v1/kv/seed-lock", timeout=5).json()[0]
 
     # Restarted with the same data dir (no join needed: the serf snapshot rejoins): alive again everywhere.
     client.launch()
