@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from consulpy.agent.background import BackgroundLoop
 from consulpy.agent.local import SOURCE_API, CheckState, LocalState, ServiceState
 from consulpy.duration import MINUTE, SECOND, DurationError, parse_duration
 from consulpy.endpoints.catalog import Catalog, Health
@@ -52,7 +53,7 @@ def sync_interval(config: RuntimeConfig) -> int:
     return DEV_INTERVAL if config.dev else MINUTE
 
 
-class AntiEntropy:
+class AntiEntropy(BackgroundLoop):
     """Consul's state syncer: partial syncs on change, full syncs every interval (plus a random stagger)."""
 
     def __init__(self, local: LocalState, catalog: Catalog, health: Health, node: Callable[[], Node],
@@ -65,7 +66,6 @@ class AntiEntropy:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._full_now = False
-        self._task: asyncio.Task[None] | None = None
 
     def trigger(self) -> None:
         """Something changed locally: push it soon."""
@@ -75,16 +75,6 @@ class AntiEntropy:
         """A server joined (Consul's SyncFull.Trigger): compare with the catalog now."""
         self._full_now = True
         self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

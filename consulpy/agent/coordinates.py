@@ -10,12 +10,12 @@ Imports: stdlib, consulpy.agent.gossip, consulpy.duration, consulpy.endpoints.co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from consulpy.agent.background import BackgroundLoop
 from consulpy.agent.gossip import GossipPool
 from consulpy.duration import MILLISECOND, SECOND, DurationError, parse_duration
 from consulpy.endpoints.coordinate import DEFAULT_UPDATE_PERIOD, Coordinate
@@ -85,7 +85,7 @@ def wan_coordinates(pool: GossipPool | None) -> list[tuple[str, str, VivaldiCoor
     return found
 
 
-class CoordinateSync:
+class CoordinateSync(BackgroundLoop):
     """This agent's coordinate sender: start() after the agent is up, stop() when it shuts down."""
 
     def __init__(self, endpoint: Coordinate, node_name: str, source: Callable[[], VivaldiCoordinate | None],
@@ -95,17 +95,6 @@ class CoordinateSync:
         self.source = source
         self.interval_ns = interval_ns
         self.members = members
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         while True:
