@@ -374,14 +374,14 @@ def test_data_dir_must_be_a_directory(tmp_path: Path) -> None:
 
 def test_example_configs_load() -> None:
     dev_hcl, server, client, services = (str(CONFIGS / name) for name in (
-        "dev.hcl", "server.hcl", "client.json", "services.yaml"))
+        "dev.hcl", "server.hcl", "client.hcl", "services.yaml"))
     for path in (dev_hcl, server, client, services):
         validate_paths([path])
     c = load_config(["-dev", "-config-file", dev_hcl]).config
     assert c.node_name == "dev-1" and [s["name"] for s in c.services] == ["web"]
     s = load_config(["-config-file", server]).config
-    assert (s.server, s.bootstrap_expect, s.advertise_addr, s.encrypt) == (True, 3, "10.0.0.10", KEY)
-    assert s.client_addr == ["127.0.0.1", "10.0.0.10"] and s.raft_multiplier == 1
+    assert (s.server, s.bootstrap_expect, s.bind_addr, s.retry_join) == (True, 3, "127.0.0.2", ["127.0.0.2"])
+    assert s.client_addr == ["127.0.0.2"] and s.raft_multiplier == 1
     c = load_config(["-config-file", client, "-config-file", services]).config
     assert (c.server, c.node_meta["rack"], c.dns_config.max_stale) == (False, "r1", 10 * SECOND)
     assert [s["name"] for s in c.services] == ["api", "cache"] and [k["id"] for k in c.checks] == ["disk"]
