@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 from aiohttp.web import BaseRequest
 
 from consulpy.agent.definitions import RegistrationError
@@ -38,6 +42,10 @@ Handler = Callable[[BaseRequest, "Agent", str], Awaitable[Any]]
 
 JSON = "application/json"
 TEXT_UTF8 = "text/plain; charset=utf-8"
+
+REASONS = {status.value: status.phrase for status in HTTPStatus}
+# What aiohttp refuses in a header line (header injection); such a response takes aiohttp's path and its error.
+_FORBIDDEN_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(slots=True)
@@ -64,6 +72,29 @@ class Route:
     path: str
     methods: tuple[str, ...]
     handler: Handler
+
+
+class WrittenResponse:
+    """A response serialised here in one piece and handed to aiohttp's request loop instead of a web.Response.
+
+    The loop only calls `prepare` and `write_eof` and reads `keep_alive`; building the bytes here skips
+    aiohttp's Response object, its header multidict and header preparation, which cost as much as the rest of
+    a cached read (and most of the wake-up of many held blocking queries). The head is what aiohttp writes
+    for a web.Response with the same headers: ours in order, then Content-Length, Date, Server, and
+    Connection where the HTTP version needs it.
+    """
+
+    __slots__ = ("_data", "keep_alive")
+
+    def __init__(self, data: bytes, keep_alive: bool) -> None:
+        self._data = data
+        self.keep_alive = keep_alive
+
+    async def prepare(self, request: BaseRequest) -> None:
+        await request.writer.write_eof(self._data)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        """Nothing is left to write: `prepare` wrote the whole response."""
 
 
 def meta_headers(meta: QueryMeta) -> dict[str, str]:
@@ -124,6 +155,7 @@ class HTTPServer:
         self._extra_headers: dict[str, str] = {"X-Consul-Default-Acl-Policy": "allow"}
         self._extra_headers.update(agent.config.http_config.response_headers)
         self.render_cache = RenderCache()
+        self._last_written: tuple[tuple[Any, ...], WrittenResponse] | None = None
 
     def _match(self, path: str) -> tuple[Route | None, str]:
         """The exact route, else the longest prefix route: one dict probe per "/" within prefix length."""
@@ -138,7 +170,7 @@ class HTTPServer:
             end = path.rfind("/", 0, end)
         return None, ""
 
-    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: BaseRequest) -> web.StreamResponse | WrittenResponse:
         path = request.path
         route, tail = self._match(path)
         if route is None:
@@ -148,11 +180,13 @@ class HTTPServer:
         if request.method == "OPTIONS":
             return self._finish(request, web.Response(status=200, headers={"Allow": self._allow(route)}))
         if request.method not in route.methods:
-            return self._response(405, f"method {request.method} not allowed".encode(), TEXT_UTF8,
+            return self._response(request, 405, f"method {request.method} not allowed".encode(), TEXT_UTF8,
                                   {"Allow": self._allow(route)})
+        # A blocking query's cache key is taken before it parks, so waking many of them does not pay for it.
+        key = cache_key(request) if "index" in request.query else None
         try:
             result = await route.handler(request, self.agent, tail)
-            return self._render(request, result)
+            return self._render(request, result, key)
         except HTTPError as exc:
             return self._error(request, exc)
         except (NoLeaderError, RPCError) as exc:
@@ -178,50 +212,88 @@ class HTTPServer:
         return HTTPError(404, "Invalid URL path: if attempting to use the HTTP API, ensure the path starts "
                               "with '/v1/'")
 
-    def _error(self, request: BaseRequest, exc: HTTPError) -> web.Response:
+    def _error(self, request: BaseRequest, exc: HTTPError) -> web.Response | WrittenResponse:
         if exc.status < 500:
             log.debug("request error: method=%s path=%s status=%d error=%s", request.method, request.path,
                       exc.status, exc.reason)
-        return self._response(exc.status, exc.reason.encode(), TEXT_UTF8, {})
+        return self._response(request, exc.status, exc.reason.encode(), TEXT_UTF8, {})
 
     def _json(self, request: BaseRequest, body: Any) -> bytes:
         if self.agent.config.dev or "pretty" in request.query:
             return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
         return orjson.dumps(body)
 
-    def _render(self, request: BaseRequest, result: Any) -> web.Response:
-        """The response for a handler's result; the headers are one dict, so aiohttp parses nothing."""
+    def _render(self, request: BaseRequest, result: Any, key: Hashable | None) -> web.Response | WrittenResponse:
+        """The response for a handler's result; `key` is the request's cache key when already taken."""
         if result is None:
-            return self._response(200, b"", TEXT_UTF8, {})
+            return self._response(request, 200, b"", TEXT_UTF8, {})
         if not isinstance(result, Reply):
-            return self._response(200, self._json(request, result), JSON, {})
-        headers = dict(result.headers)
+            return self._response(request, 200, self._json(request, result), JSON, {})
         meta = result.meta
+        if result.build is not None and meta is not None and result.raw is None:
+            return self._render_cached(request, result, meta, cache_key(request) if key is None else key)
+        headers = dict(result.headers)
         if meta is not None:
             headers.update(meta_headers(meta))
         if result.raw is not None:
             body = result.raw
-        elif result.build is not None and meta is not None:
-            build = result.build
-            body = self.render_cache.body(cache_key(request), meta.index, lambda: self._json(request, build()))
         elif result.body is None:
             body = b""
         else:
             body = self._json(request, result.body)
         content_type = result.content_type if body or result.raw is not None else "text/plain"
-        return self._response(result.status, body, content_type, headers)
+        return self._response(request, result.status, body, content_type, headers)
 
-    def _response(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> web.Response:
+    def _render_cached(self, request: BaseRequest, result: Reply, meta: QueryMeta,
+                       key: Hashable) -> web.Response | WrittenResponse:
+        """A hot read: its body from the render cache, and the whole response shared with the previous one when
+        every byte of it would be the same (the many blocking queries a single write wakes at once)."""
+        build = result.build
+        assert build is not None
+        body = self.render_cache.body(key, meta.index, lambda: self._json(request, build()))
+        signature = (body, result.status, tuple(result.headers.items()), result.content_type, meta.index,
+                     meta.known_leader, meta.last_contact_ms, meta.consistency, request.method, request.version,
+                     request.keep_alive, rfc822_formatted_time())
+        if self._last_written is not None and self._last_written[0] == signature:
+            return self._last_written[1]
+        headers = dict(result.headers)
+        headers.update(meta_headers(meta))
+        response = self._response(request, result.status, body, result.content_type if body else "text/plain",
+                                  headers)
+        if isinstance(response, WrittenResponse):
+            self._last_written = (signature, response)
+        return response
+
+    def _response(self, request: BaseRequest, status: int, body: bytes, content_type: str,
+                  headers: dict[str, str]) -> web.Response | WrittenResponse:
+        """The response, written in one piece (WrittenResponse) unless aiohttp's own rules are needed: HEAD,
+        statuses without a body, or a header value aiohttp would refuse."""
         headers["Content-Type"] = content_type
         headers.update(self._extra_headers)
-        return web.Response(status=status, body=body, headers=headers)
+        if request.method == "HEAD" or status < 200 or status in (204, 304):
+            return web.Response(status=status, body=body, headers=headers)
+        version = request.version
+        keep_alive = request.keep_alive
+        lines = [f"HTTP/{version.major}.{version.minor} {status} {REASONS.get(status, '')}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += (f"Content-Length: {len(body)}", f"Date: {rfc822_formatted_time()}", f"Server: {SERVER_SOFTWARE}")
+        if keep_alive and version == HttpVersion10:
+            lines.append("Connection: keep-alive")
+        elif not keep_alive and version == HttpVersion11:
+            lines.append("Connection: close")
+        if not "".join(lines).isprintable() and any(_FORBIDDEN_IN_HEADER.search(line) for line in lines):
+            return web.Response(status=status, body=body, headers=headers)
+        lines.append("\r\n")
+        return WrittenResponse("\r\n".join(lines).encode() + body, keep_alive)
 
     def _finish(self, request: BaseRequest, response: web.Response) -> web.Response:
         response.headers.update(self._extra_headers)
         return response
 
     async def start(self, hosts: list[str], port: int) -> None:
-        server = web.Server(self.handle, handler_cancellation=True, access_log=None)
+        # aiohttp's request loop takes a WrittenResponse as it takes a web.Response (see WrittenResponse).
+        handler = cast(Callable[[BaseRequest], Awaitable[web.StreamResponse]], self.handle)
+        server = web.Server(handler, handler_cancellation=True, access_log=None)
         self._runner = web.ServerRunner(server, access_log=None)
         await self._runner.setup()
         for host in hosts:
