@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from bench.common import DevAgent, Figure, format_figure, http_get, http_put, median
+from bench.common import DevAgent, Figure, cpu_seconds, format_figure, http_get, http_put, median
 
 ADDRESS = "127.0.207.2"
 HELD = 15_000
@@ -43,12 +43,6 @@ def source_addresses(agent_address: str, count: int) -> list[str]:
     """Enough 127.A.B.x source addresses for `count` connections, PER_SOURCE each (10, 11, ... in the block)."""
     prefix = agent_address.rsplit(".", 1)[0]
     return [f"{prefix}.{10 + i}" for i in range(-(-count // PER_SOURCE))]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
 
 
 def rss_kib(pid: int) -> int:

@@ -110,11 +110,31 @@ def format_figure(figure: Figure) -> str:
     return f"{name}: {value:.3f} (target {target})"
 
 
+# Where agents started by the benchmarks keep their compiled bytecode (bench/results is gitignored).
+BYTECODE_CACHE = ROOT / "bench" / "results" / "pycache"
+
+
+def agent_env(bytecode_cache: bool = True) -> dict[str, str]:
+    """The environment for an agent process. With `bytecode_cache`, compiled modules are kept and reused, as
+    an installed agent has them (pip and the Docker image compile every module at install time); without it,
+    the project's own modules are compiled from source at every start, as in this shared dev tree, whose
+    environment sets PYTHONDONTWRITEBYTECODE.
+    """
+    env = dict(os.environ)
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(BYTECODE_CACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
 class DevAgent:
     """A `consulpy agent -dev` on `address`, started and stopped by PID."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, bytecode_cache: bool = True) -> None:
         self.address = address
+        self.bytecode_cache = bytecode_cache
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,7 +146,8 @@ class DevAgent:
         began = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "consulpy", "agent", "-dev", "-bind", self.address, "-client", self.address,
-             "-log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+             "-log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+            env=agent_env(self.bytecode_cache))
         while time.monotonic() - began < limit:
             try:
                 if json.loads(http_get(f"{self.http}/v1/status/leader", 0.5)):
@@ -146,6 +167,13 @@ class DevAgent:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def median(values: list[float]) -> float:

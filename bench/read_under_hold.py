@@ -9,8 +9,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench.blocking_hold import HeldQueries, cpu_seconds, key_index, raise_fd_limit, run_loop, wait_idle
-from bench.common import DevAgent, Figure, format_figure, http_put, median, missing_tools, run_wrk, skip_line
+from bench.blocking_hold import HeldQueries, key_index, raise_fd_limit, run_loop, wait_idle
+from bench.common import (
+    DevAgent,
+    Figure,
+    cpu_seconds,
+    format_figure,
+    http_put,
+    median,
+    missing_tools,
+    run_wrk,
+    skip_line,
+)
 
 ADDRESS = "127.0.208.2"
 HELD = 10_000
