@@ -99,3 +99,13 @@ def test_bad_config_file_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "ports.http" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unreadable_keyring_file_exits_1(loopback: str, tmp_path: Path) -> None:
+    keyring = tmp_path / "serf" / "local.keyring"
+    keyring.parent.mkdir()
+    keyring.write_text('["not a key"]')
+    result = run_agent_cli("-data-dir", str(tmp_path), "-bind", f"{loopback}.2", "-client", f"{loopback}.2")
+    assert result.returncode == 1
+    assert "==> Error starting agent: Failed to configure keyring: illegal base64 data at input byte 3" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
