@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -182,11 +182,9 @@ class HTTPServer:
         if request.method not in route.methods:
             return self._response(request, 405, f"method {request.method} not allowed".encode(), TEXT_UTF8,
                                   {"Allow": self._allow(route)})
-        # A blocking query's cache key is taken before it parks, so waking many of them does not pay for it.
-        key = cache_key(request) if "index" in request.query else None
         try:
             result = await route.handler(request, self.agent, tail)
-            return self._render(request, result, key)
+            return self._render(request, result)
         except HTTPError as exc:
             return self._error(request, exc)
         except (NoLeaderError, RPCError) as exc:
@@ -223,15 +221,15 @@ class HTTPServer:
             return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
         return orjson.dumps(body)
 
-    def _render(self, request: BaseRequest, result: Any, key: Hashable | None) -> web.Response | WrittenResponse:
-        """The response for a handler's result; `key` is the request's cache key when already taken."""
+    def _render(self, request: BaseRequest, result: Any) -> web.Response | WrittenResponse:
+        """The response for a handler's result; the headers are one dict, so aiohttp parses nothing."""
         if result is None:
             return self._response(request, 200, b"", TEXT_UTF8, {})
         if not isinstance(result, Reply):
             return self._response(request, 200, self._json(request, result), JSON, {})
         meta = result.meta
         if result.build is not None and meta is not None and result.raw is None:
-            return self._render_cached(request, result, meta, cache_key(request) if key is None else key)
+            return self._render_cached(request, result, meta)
         headers = dict(result.headers)
         if meta is not None:
             headers.update(meta_headers(meta))
@@ -244,13 +242,12 @@ class HTTPServer:
         content_type = result.content_type if body or result.raw is not None else "text/plain"
         return self._response(request, result.status, body, content_type, headers)
 
-    def _render_cached(self, request: BaseRequest, result: Reply, meta: QueryMeta,
-                       key: Hashable) -> web.Response | WrittenResponse:
+    def _render_cached(self, request: BaseRequest, result: Reply, meta: QueryMeta) -> web.Response | WrittenResponse:
         """A hot read: its body from the render cache, and the whole response shared with the previous one when
         every byte of it would be the same (the many blocking queries a single write wakes at once)."""
         build = result.build
         assert build is not None
-        body = self.render_cache.body(key, meta.index, lambda: self._json(request, build()))
+        body = self.render_cache.body(cache_key(request), meta.index, lambda: self._json(request, build()))
         signature = (body, result.status, tuple(result.headers.items()), result.content_type, meta.index,
                      meta.known_leader, meta.last_contact_ms, meta.consistency, request.method, request.version,
                      request.keep_alive, rfc822_formatted_time())
