@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -143,19 +144,24 @@ class DevAgent:
 
     def start(self, limit: float = 10.0) -> float:
         """Start the agent; returns seconds from exec until /v1/status/leader names a leader."""
-        began = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "consulpy", "agent", "-dev", "-bind", self.address, "-client", self.address,
-             "-log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-            env=agent_env(self.bytecode_cache))
-        while time.monotonic() - began < limit:
-            try:
-                if json.loads(http_get(f"{self.http}/v1/status/leader", 0.5)):
-                    return time.monotonic() - began
-            except (OSError, ValueError):
-                time.sleep(0.005)
-        self.stop()
-        raise RuntimeError("agent did not become leader")
+        last_error: Exception | None = None
+        with tempfile.TemporaryFile() as log:
+            began = time.monotonic()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "consulpy", "agent", "-dev", "-bind", self.address, "-client", self.address,
+                 "-log-level", "warn"], stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT,
+                env=agent_env(self.bytecode_cache))
+            while time.monotonic() - began < limit:
+                try:
+                    if json.loads(http_get(f"{self.http}/v1/status/leader", 0.5)):
+                        return time.monotonic() - began
+                except (OSError, ValueError) as exc:
+                    last_error = exc
+                    time.sleep(0.005)
+            self.stop()
+            log.seek(0)
+            raise RuntimeError(f"agent did not become leader (last poll: {last_error!r}); its stderr:\n"
+                               f"{log.read()[-2000:].decode(errors='replace')}")
 
     def rss_mib(self) -> float:
         assert self.proc is not None
