@@ -74,3 +74,17 @@ def test_snapshot_rejoins_after_a_crash_but_not_after_a_leave_unless_rejoin(
         assert status_on(server, name) == LEFT
     finally:
         after_leave.cleanup()
+
+
+def test_a_client_joins_a_dev_agent(start_agent: Callable[..., AgentProcess], tmp_path: Path) -> None:
+    dev = start_agent(host=2)
+    client = start_agent(host=3, args=("-data-dir", str(tmp_path / "c"), "-retry-join", dev.address))
+    nodes = {dev.node_name, client.node_name}
+    wait_until(lambda: {n["Node"] for n in requests.get(f"{client.http}/v1/catalog/nodes", timeout=2).json()}
+               == nodes, 10)
+    checks = requests.get(f"{dev.http}/v1/health/node/{client.node_name}", timeout=2).json()
+    assert [(c["CheckID"], c["Status"]) for c in checks] == [("serfHealth", "passing")]
+    service = {"Name": "api", "Port": 9000}
+    assert requests.put(f"{client.http}/v1/agent/service/register", json=service, timeout=10).status_code == 200
+    wait_until(lambda: [s["Node"] for s in requests.get(f"{dev.http}/v1/catalog/service/api", timeout=2).json()]
+               == [client.node_name], 10)

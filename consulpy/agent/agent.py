@@ -43,7 +43,7 @@ from consulpy.http.routes import all_routes
 from consulpy.http.server import HTTPServer
 from consulpy.serf import MemberEvent, MemberEventKind
 from consulpy.server.consensus import ClientConsensus, Consensus, SingleNode
-from consulpy.server.leader import LeaderDuties, Member
+from consulpy.server.leader import LeaderDuties, Member, Rounds
 from consulpy.server.rpc import RPCClient, ServerPort
 from consulpy.server.session_timers import SessionTimers
 from consulpy.state import Node, StateStore
@@ -56,6 +56,7 @@ log = logging.getLogger("consulpy.agent")
 
 # How long a leaving server waits for the leader to take it out of the Raft configuration.
 LEAVE_DRAIN_TIME = 5.0
+DEV_ROUND_INTERVAL = 1.0
 
 
 def advertise_address(config: RuntimeConfig) -> str:
@@ -119,6 +120,7 @@ class Agent:
         self.consensus: Consensus
         if config.dev:
             self.consensus = SingleNode(self.fsm, self.rpc_address, self.node_name, self.node_id)
+            self.rpc_port = ServerPort((bind_address(config), config.ports.server))
         elif config.server:
             self.consensus = self._raft_consensus(config)
         else:
@@ -148,9 +150,17 @@ class Agent:
                                               coordinate_interval(config),
                                               members=lambda: len(self.gossip.lan.members()))
         self.operator = Operator(self.server)
-        self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION)
+        self.leader = LeaderDuties(self.consensus, self.datacenter, CONSUL_VERSION, self.node_name,
+                                   self.gossip.lan.members, self.member_node_record)
+        self.member_rounds: Rounds | None = None
         if self.raft is not None:
             self._wire_server_role(config)
+        elif config.dev:
+            # A dev agent is the whole cluster: it reconciles members itself, and clients may join it.
+            assert self.rpc_port is not None
+            self.member_rounds = Rounds(self.leader.reconcile, lambda: DEV_ROUND_INTERVAL, "member reconcile")
+            self.gossip.lan.on_member.append(lambda event: self.reconcile_soon())
+            self._register_rpc(self.rpc_port)
         elif not config.dev:
             assert self.rpc_client is not None
             self.server.router = ServerForwarder(self.rpc_client, self.server_addresses, config.rpc_hold_timeout,
@@ -191,8 +201,8 @@ class Agent:
                                              config.rpc_hold_timeout, self.server)
         self.cluster = ServerCluster(self.node_name, self.raft, self.rpc_client, self.gossip.lan.members,
                                      datacenter=self.datacenter, bootstrap=config.bootstrap,
-                                     bootstrap_expect=config.bootstrap_expect, leader=self.leader,
-                                     node_record=self.member_node_record)
+                                     bootstrap_expect=config.bootstrap_expect, leader=self.leader)
+        self.member_rounds = self.cluster.rounds
         self.gossip.lan.on_member.append(self.cluster.on_member_event)
         self._register_rpc(self.rpc_port)
 
@@ -261,30 +271,32 @@ class Agent:
     def _on_leadership(self, leading: bool) -> None:
         if leading:
             self.session_timers.start()
-            if self.cluster is not None:
-                self.cluster.wake()
+            self.leader.want_full()  # as Consul's establishLeadership: reap what gossip no longer knows
+            self.reconcile_soon()
         else:
             self.session_timers.stop()
 
-    def self_member(self) -> Member:
-        return Member(name=self.node_name, node_id=self.node_id, address=self.address,
-                      server=self.config.server, server_port=self.config.ports.server)
+    def reconcile_soon(self) -> None:
+        """A member round now (leadership gained, a member changed, a snapshot restored)."""
+        if self.member_rounds is not None:
+            self.member_rounds.wake()
 
     def client_hosts(self) -> list[str]:
         return list(self.config.client_addr) or ["127.0.0.1"]
 
     async def start(self) -> None:
         config = self.config
-        if self.raft is not None:
-            assert self.rpc_port is not None and self.cluster is not None
+        if self.rpc_port is not None:
             await self.rpc_port.start()
+        if self.raft is not None:
             await self.raft.start()
         await self.gossip.start()
         self.gossip.lan.on_member.append(self._on_lan_member)
         if self.cluster is not None:
             await self.cluster.start()
-        elif self.config.dev:
-            await self.leader.reconcile_member(self.self_member(), self.node_record())
+        elif self.member_rounds is not None:
+            await self.leader.reconcile()  # the catalog lists this agent before its HTTP API answers
+            self.member_rounds.start()
             self.session_timers.start()
         self.gossip.retry_join(config.retry_join, config.retry_interval, config.retry_max, wan=False)
         self.gossip.retry_join(config.retry_join_wan, config.retry_interval_wan, config.retry_max_wan, wan=True)
@@ -372,6 +384,8 @@ class Agent:
         await self.gossip.stop()
         if self.cluster is not None:
             await self.cluster.stop()
+        elif self.member_rounds is not None:
+            await self.member_rounds.stop()
         if self.raft is not None:
             await self.raft.stop()
         if self.rpc_port is not None:

@@ -83,10 +83,7 @@ async def _restore(request: BaseRequest, agent: Agent) -> None:
     image = await asyncio.get_running_loop().run_in_executor(None, _verified_image, archive)
     await agent.operator.snapshot_restore(image)
     # As Consul's leader does after a restore: re-run its duties, so the catalog lists the servers again.
-    if agent.cluster is not None:
-        agent.cluster.wake()
-    else:
-        await agent.leader.reconcile_member(agent.self_member(), agent.node_record())
+    agent.reconcile_soon()
 
 
 ROUTES = [Route("/v1/snapshot", ("GET", "PUT"), snapshot)]

@@ -13,8 +13,6 @@ consulpy.state.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import uuid
@@ -25,16 +23,12 @@ from consulpy.endpoints.query import QueryOptions
 from consulpy.raft.messages import ConfChange, ConfChangeType
 from consulpy.raft.server import LeadershipLostError, RaftServer
 from consulpy.serf import Member, MemberEvent, MemberEventKind, MemberStatus
-from consulpy.server.leader import LeaderDuties
-from consulpy.server.leader import Member as CatalogMember
+from consulpy.server.leader import LeaderDuties, Rounds
 from consulpy.server.rpc import CALL_ERRORS, RPCClient
-from consulpy.state import Node
 
 ROUND_INTERVAL = 1.0
 ROUND_INTERVAL_FORMING = 0.25
 PEERS_TIMEOUT = 2.0
-# The leader's full catalog pass (Consul's reconcile_interval is 60 s; each pass writes only differences).
-FULL_RECONCILE_INTERVAL = 10.0
 
 log = logging.getLogger("consulpy.agent.server.cluster")
 
@@ -77,20 +71,11 @@ def server_info(member: Member, datacenter: str) -> ServerInfo | None:
     return ServerInfo(member.name, tags["id"], f"{ip}:{port}", datacenter, expect, member.status)
 
 
-def catalog_member(member: Member) -> CatalogMember:
-    server = member.tags.get("role") == "consul"
-    port = int(member.tags.get("port", "0") or 0) if server else 0
-    return CatalogMember(name=member.name, node_id=member.tags.get("id", ""),
-                         address=member.address.rpartition(":")[0], server=server, server_port=port,
-                         tags=member.tags)
-
-
 class ServerCluster:
     """Bootstrap, Raft membership and catalog reconciliation, driven by the LAN pool's members."""
 
     def __init__(self, me: str, raft: RaftServer, client: RPCClient, members: Callable[[], list[Member]], *,
-                 datacenter: str, bootstrap: bool, bootstrap_expect: int, leader: LeaderDuties,
-                 node_record: Callable[[CatalogMember], Node]) -> None:
+                 datacenter: str, bootstrap: bool, bootstrap_expect: int, leader: LeaderDuties) -> None:
         self.me = me
         self.raft = raft
         self.client = client
@@ -99,25 +84,18 @@ class ServerCluster:
         self.bootstrap = bootstrap
         self.bootstrap_expect = bootstrap_expect
         self.leader = leader
-        self.node_record = node_record
         self.reaped: dict[int, str] = {}  # raft id -> name of servers reaped from gossip
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._full_due = 0.0
+        self.rounds = Rounds(self._round, self._interval, "server membership")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self.rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.rounds.stop()
 
     def wake(self) -> None:
         """Run a round now (a member changed, or leadership was just gained)."""
-        self._full_due = 0.0
-        self._wake.set()
+        self.rounds.wake()
 
     def on_member_event(self, event: MemberEvent) -> None:
         if event.kind == MemberEventKind.REAP:
@@ -128,17 +106,8 @@ class ServerCluster:
 
     # ---- internals ----
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._round()
-            except Exception:
-                log.exception("server membership round failed")
-            forming = not self.raft.has_state()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ROUND_INTERVAL_FORMING if forming else ROUND_INTERVAL):
-                    await self._wake.wait()
-            self._wake.clear()
+    def _interval(self) -> float:
+        return ROUND_INTERVAL if self.raft.has_state() else ROUND_INTERVAL_FORMING
 
     async def _round(self) -> None:
         members = self.members()
@@ -152,7 +121,7 @@ class ServerCluster:
         if self.raft.is_leader():
             try:
                 await self._reconcile_raft(servers)
-                await self._reconcile_catalog(members)
+                await self.leader.reconcile()
             except (*CALL_ERRORS, LeadershipLostError) as exc:
                 log.warning("reconcile failed: %s", exc)
 
@@ -208,18 +177,3 @@ class ServerCluster:
                 log.info("removing server that left from the Raft configuration: %s", name)
                 await self.raft.change_membership(ConfChange(ConfChangeType.REMOVE, member))
                 self.reaped.pop(member, None)
-
-    async def _reconcile_catalog(self, members: list[Member]) -> None:
-        """Leader: each member's node and serfHealth as its gossip status says; unknown serf nodes reaped."""
-        for member in members:
-            entry = catalog_member(member)
-            if member.status == MemberStatus.ALIVE:
-                await self.leader.reconcile_member(entry, self.node_record(entry))
-            elif member.status == MemberStatus.FAILED:
-                await self.leader.member_failed(entry, self.node_record(entry))
-            elif member.status == MemberStatus.LEFT and member.name != self.me:
-                await self.leader.member_gone(member.name)
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._full_due:
-            self._full_due = loop.time() + FULL_RECONCILE_INTERVAL
-            await self.leader.reap_unknown({member.name for member in members})
