@@ -27,6 +27,7 @@ from consulpy.agent.gossip import AgentGossip, GossipPool, PoolSettings, serf_ta
 from consulpy.agent.keyring import KeyringOps
 from consulpy.agent.local import LocalOptions, LocalState
 from consulpy.agent.logs import set_level
+from consulpy.agent.netaddr import interface_ipv4_addresses, private_ipv4
 from consulpy.dns.server import DNSServer
 from consulpy.duration import SECOND
 from consulpy.endpoints.catalog import Catalog, Health
@@ -60,12 +61,13 @@ DEV_ROUND_INTERVAL = 1.0
 
 
 def advertise_address(config: RuntimeConfig) -> str:
-    """The address other nodes reach this agent on: -advertise, else -bind unless it is a wildcard."""
+    """The address other nodes reach this agent on: -advertise, else -bind unless it is a wildcard, else the
+    host's one private IPv4 address (AddressDetectionError when there is none or several, as in Consul)."""
     if config.advertise_addr:
         return config.advertise_addr
     if config.bind_addr and config.bind_addr not in ("0.0.0.0", "::"):
         return config.bind_addr
-    return "127.0.0.1"
+    return private_ipv4(interface_ipv4_addresses())
 
 
 def bind_address(config: RuntimeConfig) -> str:

@@ -19,6 +19,7 @@ from consulpy.agent.agent import Agent
 from consulpy.agent.config import ConfigError, load_config
 from consulpy.agent.definitions import RegistrationError
 from consulpy.agent.logs import setup_logging
+from consulpy.agent.netaddr import AddressDetectionError
 from consulpy.gossip.keyring import KeyringError
 
 log = logging.getLogger("consulpy.agent")
@@ -122,6 +123,9 @@ def run_agent(argv: list[str]) -> int:
         return 1
     except KeyringError as exc:
         print(f"==> Error starting agent: Failed to configure keyring: {exc}", file=sys.stderr)
+        return 1
+    except AddressDetectionError as exc:
+        print(f"==> {exc}", file=sys.stderr)
         return 1
     print(banner(agent), flush=True)
     for warning in loaded.warnings:
