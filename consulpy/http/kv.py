@@ -10,7 +10,7 @@ the cleaned path. Imports: stdlib, aiohttp (request type), consulpy.endpoints, c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote
@@ -186,16 +186,22 @@ async def _delete(request: BaseRequest, agent: Agent, key: str) -> bool:
     return applied if verb == "delete-cas" else True
 
 
-async def kv_endpoint(request: BaseRequest, agent: Agent, tail: str) -> Any:
+async def _ready(reply: Reply) -> Reply:
+    return reply
+
+
+def kv_endpoint(request: BaseRequest, agent: Agent, tail: str) -> Awaitable[Any]:
+    """Validate, then hand back the method's coroutine itself: a held blocking GET keeps one coroutine frame
+    (`_get`'s) rather than two. Bad input raises here, inside the server's handler call."""
     key = kv_key(request)
     if isinstance(key, Reply):
-        return key
+        return _ready(key)
     opts = query_options(request, agent.datacenter)
     if request.method == "GET":
-        return await _get(request, agent, key, opts)
+        return _get(request, agent, key, opts)
     if request.method == "PUT":
-        return await _put(request, agent, key)
-    return await _delete(request, agent, key)
+        return _put(request, agent, key)
+    return _delete(request, agent, key)
 
 
 ROUTES = [
