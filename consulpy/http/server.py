@@ -26,7 +26,6 @@ from aiohttp.web import BaseRequest
 
 from consulpy.agent.definitions import RegistrationError
 from consulpy.endpoints.query import QueryMeta
-from consulpy.filter import FilterError, compile_filter
 from consulpy.http.cache import RenderCache, cache_key
 from consulpy.http.errors import HTTPError
 from consulpy.server.consensus import NoLeaderError
@@ -111,6 +110,8 @@ def filter_items(request: BaseRequest, items: Iterable[Any]) -> list[Any]:
     expression = request.query.get("filter", "")
     if not expression:
         return list(items)
+    from consulpy.filter import FilterError, compile_filter  # with the first ?filter=: ~6 ms off every agent start
+
     try:
         matcher = compile_filter(expression)
     except FilterError as exc:
