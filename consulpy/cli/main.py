@@ -1,35 +1,20 @@
-"""The `consulpy` command: a click group whose subcommands parse Go-style flags like Consul's CLI.
+"""The `consulpy` entry point. `consulpy agent …` goes straight to the agent, without click and the command
+table (they cost the agent start-up time and memory it never uses); everything else goes to the click group.
 
-Imports: click, consulpy.cli, consulpy.agent.run (for `agent`).
+Imports: stdlib, consulpy.agent.run, consulpy.cli.app (each when needed).
 """
 
 from __future__ import annotations
 
 import sys
 
-import click
-
-from consulpy.cli import commands
-
-PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
-
-
-@click.group(cls=commands.ConsulGroup, context_settings={"help_option_names": ["-h", "-help", "--help"]})
-def cli() -> None:
-    """consulpy: a Consul-compatible agent."""
-
-
-@cli.command(context_settings=PASSTHROUGH, add_help_option=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def agent(args: tuple[str, ...]) -> None:
-    """Runs a Consul agent."""
-    from consulpy.agent.run import run_agent
-
-    sys.exit(run_agent(list(args)))
-
-
-commands.register(cli, PASSTHROUGH)
-
 
 def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["agent"]:
+        from consulpy.agent.run import run_agent
+
+        sys.exit(run_agent(args[1:]))
+    from consulpy.cli.app import cli
+
     cli(prog_name="consulpy")
