@@ -43,7 +43,7 @@ TABLE_COORDINATES = "coordinates"
 TABLES = (TABLE_NODES, TABLE_SERVICES, TABLE_CHECKS, TABLE_KVS, TABLE_TOMBSTONES, TABLE_SESSIONS,
           TABLE_COORDINATES)
 # What a restore keeps: the clock and the watch machinery belong to this process, not to the image.
-_LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending"})
+_LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending", "before_wake"})
 
 MAX_LOCK_DELAY_NS = 60 * 1_000_000_000  # Consul's structs.MaxLockDelay: a longer lock-delay is cut to this
 
@@ -107,6 +107,9 @@ class StateStore:
         self._waiters: dict[WatchKey, set[Waiter]] = {}
         self._prefix_watch_count = 0
         self._pending: set[WatchKey] = set()
+        # Told how many waiters a commit is about to wake, before it wakes them (the agent uses it to keep
+        # garbage collection out of a large wake-up).
+        self.before_wake: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ watches
 
@@ -146,14 +149,13 @@ class StateStore:
         """End of one applied command: record its index and wake what it changed."""
         self.last_index = max(self.last_index, index)
         pending, self._pending = self._pending, set()
-        for key in pending:
-            waiters = self._waiters.get(key)
-            if not waiters:
-                continue
-            for waiter in list(waiters):
-                if not waiter.fired:
-                    waiter.fired = True
-                    waiter.callback()
+        woken = [waiter for key in pending for waiter in self._waiters.get(key, ()) if not waiter.fired]
+        if woken and self.before_wake is not None:
+            self.before_wake(len(woken))
+        for waiter in woken:
+            if not waiter.fired:  # a waiter on several of the keys is in the list once per key
+                waiter.fired = True
+                waiter.callback()
 
     # ------------------------------------------------------------------ indexes
 
