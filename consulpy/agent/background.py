@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import ABC, abstractmethod
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     """Subclasses give `_run`; `stop()` cancels it and waits until it has ended."""
 
     _task: asyncio.Task[None] | None = None
@@ -23,5 +24,6 @@ class BackgroundLoop:
                 await self._task
             self._task = None
 
+    @abstractmethod
     async def _run(self) -> None:
-        raise NotImplementedError
+        """The part's own work, until cancelled."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ class NoServersError(RPCError):
         super().__init__("No known Consul servers")
 
 
-class _Forwarder:
+class _Forwarder(ABC):
     """Holding and retrying, shared by both routers; `_attempt` says where one try goes."""
 
     serves_stale = True
@@ -58,10 +59,10 @@ class _Forwarder:
         wait = min(wait, self.context.max_query_time_ns)
         return self.hold_timeout + (wait + wait / JITTER_FRACTION) / SECOND
 
+    @abstractmethod
     async def _attempt(self, method: str, opts: QueryOptions | None, args: tuple[Any, ...],
                        local: Callable[[], Awaitable[T]]) -> T:
         """One try; NotSentError/RetryableError/NoLeaderError mean it may be tried again."""
-        raise NotImplementedError
 
     def _unavailable(self) -> Exception:
         return NoLeaderError()
