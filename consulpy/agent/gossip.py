@@ -86,7 +86,6 @@ class GossipPool:
         self.keyring = self._load_keyring()
         self.on_member: list[Callable[[MemberEvent], None]] = []
         self.on_user_event: list[Callable[[UserEvent], None]] = []
-        self.on_event: list[Callable[[object], None]] = []
         self._rng = random.Random()
         self._previous: SnapshotState | None = None
         self._written: SnapshotState | None = None
@@ -233,8 +232,6 @@ class GossipPool:
                 done.set_result(None)
         elif isinstance(event, KeyringChanged):
             self.save_keyring()
-        for any_listener in self.on_event:
-            any_listener(event)
 
     def _pool_name(self) -> str:
         return "serf.wan" if self.wan else "serf.lan"
