@@ -88,3 +88,9 @@ def test_a_client_joins_a_dev_agent(start_agent: Callable[..., AgentProcess], tm
     assert requests.put(f"{client.http}/v1/agent/service/register", json=service, timeout=10).status_code == 200
     wait_until(lambda: [s["Node"] for s in requests.get(f"{dev.http}/v1/catalog/service/api", timeout=2).json()]
                == [client.node_name], 10)
+    # Reads that need the servers' state go to them: a snapshot saved through the client is the dev agent's.
+    saved = requests.get(f"{client.http}/v1/snapshot", timeout=10)
+    assert saved.status_code == 200 and saved.headers["Content-Type"] == "application/x-gzip"
+    assert saved.headers["X-Consul-Knownleader"] == "true"
+    later = requests.get(f"{dev.http}/v1/snapshot", timeout=10)
+    assert 1 < int(saved.headers["X-Consul-Index"]) <= int(later.headers["X-Consul-Index"])

@@ -1,5 +1,5 @@
 """Operator.* endpoints for Raft (read the configuration, remove a server, transfer leadership) and the
-snapshot restore.
+snapshot save and restore.
 
 All act on the leader (reads may be stale); the HTTP layer checks requests against the configuration or the
 archive first, as Consul does. Imports: consulpy.endpoints.query, consulpy.fsm, consulpy.server.consensus,
@@ -8,14 +8,17 @@ consulpy.state.
 
 from __future__ import annotations
 
+import asyncio
+
 from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import RestoreRequest
 from consulpy.server.consensus import RaftPeer
 from consulpy.state import StateError
+from consulpy.state.snapshot import SnapshotMeta, write_archive
 
 
 class Operator:
-    """Operator.RaftGetConfiguration / RaftRemovePeer / RaftTransferLeader, Snapshot.Restore."""
+    """Operator.RaftGetConfiguration / RaftRemovePeer / RaftTransferLeader, Snapshot.Save / Restore."""
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -32,6 +35,23 @@ class Operator:
     @rpc_endpoint("Operator.RaftTransferLeader")
     async def raft_transfer_leader(self, peer_id: str) -> str:
         return await self.ctx.consensus.transfer_leader(peer_id)
+
+    @rpc_endpoint("Snapshot.Save", read=True)
+    async def snapshot_save(self, opts: QueryOptions) -> tuple[QueryMeta, bytes]:
+        """Consul's snapshot archive of the whole state, taken on the leader unless stale (as Consul forwards
+        it); the archive is built off the event loop."""
+        meta = await self.ctx.prepare_read(opts)
+        consensus = self.ctx.consensus
+        store = self.ctx.store
+        image = store.snapshot()
+        index = store.last_index
+        configuration_index, servers = consensus.configuration()
+        snapshot = SnapshotMeta(index=index, term=consensus.term(), size=len(image),
+                                servers=tuple((server.id, server.address, server.voter) for server in servers),
+                                configuration_index=configuration_index)
+        archive = await asyncio.get_running_loop().run_in_executor(None, write_archive, snapshot, image)
+        meta.index = max(index, 1)
+        return meta, archive
 
     @rpc_endpoint("Snapshot.Restore")
     async def snapshot_restore(self, image: bytes) -> None:

@@ -1,6 +1,6 @@
 """HTTP handlers for /v1/snapshot: GET saves the state as a snapshot archive, PUT restores one through Raft.
 
-GET answers after a read barrier (everything committed before the request) unless `?stale`; the archive is
+GET is the Snapshot.Save RPC (on the leader, unless `?stale`, so also from client agents); the archive is
 Consul's gzip'd tar of meta.json, state.bin and SHA256SUMS, with consulpy's own state image as state.bin.
 PUT checks the whole archive (gzip, tar, checksums, metadata, image) before proposing a RestoreRequest, so a
 bad one changes nothing; every failure is Consul's 500 with its text. Imports: stdlib, aiohttp (request type),
@@ -15,28 +15,22 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.web import BaseRequest
 
 from consulpy.http.errors import HTTPError
+from consulpy.http.params import query_options
 from consulpy.http.server import Reply, Route, read_body
 from consulpy.state import StateStore
-from consulpy.state.snapshot import MAX_ARCHIVE_BYTES, SnapshotMeta, check_restorable, read_archive, write_archive
+from consulpy.state.snapshot import MAX_ARCHIVE_BYTES, check_restorable, read_archive
 
 if TYPE_CHECKING:
     from consulpy.agent.agent import Agent
 
 # Consul streams the archive without a Content-Type, so Go's content sniffing names the gzip stream.
 ARCHIVE_CONTENT_TYPE = "application/x-gzip"
-# A dev agent is its own quorum from the start: one term, as a single-server Consul reports after electing itself.
-DEV_TERM = 1
 
 
 def _check_datacenter(request: BaseRequest, agent: Agent) -> None:
     dc = request.query.get("dc", "")
     if dc and dc != agent.datacenter:
         raise HTTPError(500, "No path to datacenter")
-
-
-def _raft_term(agent: Agent) -> int:
-    node = agent.raft.node if agent.raft is not None else None
-    return node.term if node is not None else DEV_TERM
 
 
 async def snapshot(request: BaseRequest, agent: Agent, tail: str) -> Any:
@@ -47,20 +41,9 @@ async def snapshot(request: BaseRequest, agent: Agent, tail: str) -> Any:
 
 
 async def _save(request: BaseRequest, agent: Agent) -> Reply:
-    consensus = agent.consensus
-    if "stale" not in request.query:
-        await consensus.read_barrier()
-    store = agent.store
-    image = store.snapshot()
-    index = store.last_index
-    configuration_index, servers = consensus.configuration()
-    meta = SnapshotMeta(index=index, term=_raft_term(agent), size=len(image),
-                        servers=tuple((server.id, server.address, server.voter) for server in servers),
-                        configuration_index=configuration_index)
-    archive = await asyncio.get_running_loop().run_in_executor(None, write_archive, meta, image)
-    headers = {"X-Consul-Index": str(max(index, 1)),
-               "X-Consul-Knownleader": "true" if consensus.leader_address() else "false",
-               "X-Consul-Lastcontact": str(consensus.last_contact_ms())}
+    meta, archive = await agent.operator.snapshot_save(query_options(request, agent.datacenter))
+    headers = {"X-Consul-Index": str(meta.index), "X-Consul-Knownleader": str(meta.known_leader).lower(),
+               "X-Consul-Lastcontact": str(meta.last_contact_ms)}
     return Reply(raw=archive, content_type=ARCHIVE_CONTENT_TYPE, headers=headers)
 
 

@@ -330,6 +330,9 @@ class RaftServer:
             return 0
         return int((time.monotonic() - self._last_contact) * 1000)
 
+    def term(self) -> int:
+        return self.node.term if self.node is not None else 0
+
     async def read_barrier(self) -> None:
         """ReadIndex round: the leader confirms it still leads, then wait until that index is applied here.
 

@@ -62,6 +62,9 @@ class Consensus(Protocol):
     def last_contact_ms(self) -> int:
         """Milliseconds since this server last heard from the leader (0 on the leader)."""
 
+    def term(self) -> int:
+        """The current Raft term (a snapshot's metadata carries it)."""
+
     async def read_barrier(self) -> None:
         """Return once this server's state reflects every write committed before the call."""
 
@@ -104,6 +107,9 @@ class SingleNode:
     def last_contact_ms(self) -> int:
         return 0
 
+    def term(self) -> int:
+        return 1  # a single server elects itself once, as a one-server Consul reports
+
     async def read_barrier(self) -> None:
         return None
 
@@ -145,6 +151,9 @@ class ClientConsensus:
         return []
 
     def last_contact_ms(self) -> int:
+        return 0
+
+    def term(self) -> int:
         return 0
 
     async def read_barrier(self) -> None:
