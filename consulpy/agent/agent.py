@@ -233,7 +233,7 @@ class Agent:
                                      bind=config.serf_wan_bind or bind,
                                      advertise=config.advertise_addr_wan or self.address,
                                      port=config.ports.serf_wan, snapshot_file="remote.snapshot",
-                                     keyring_file="remote.keyring", tags={**tags, "role": "consul"}))
+                                     keyring_file="remote.keyring"))
         return AgentGossip(GossipPool(lan), wan)
 
     def _broadcast_user_event(self, message: SerfUserEvent) -> None:
