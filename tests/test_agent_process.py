@@ -109,3 +109,11 @@ def test_unreadable_keyring_file_exits_1(loopback: str, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "==> Error starting agent: Failed to configure keyring: illegal base64 data at input byte 3" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_help_prints_the_agent_usage_and_exits_0() -> None:
+    result = run_agent_cli("-h")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: consul agent [options]\n\n  Starts the Consul agent")
+    assert "\n  -bootstrap-expect=<string>\n     Sets the number of servers to wait for before bootstrapping.\n" \
+        in result.stdout

@@ -16,7 +16,7 @@ import sys
 
 from consulpy import CONSUL_VERSION, __version__
 from consulpy.agent.agent import Agent
-from consulpy.agent.config import ConfigError, load_config
+from consulpy.agent.config import AGENT_FLAGS, ConfigError, load_config
 from consulpy.agent.definitions import RegistrationError
 from consulpy.agent.logs import setup_logging
 from consulpy.agent.netaddr import AddressDetectionError
@@ -103,7 +103,20 @@ async def serve(agent: Agent) -> int:
     return agent.exit_code
 
 
+AGENT_USAGE = """Usage: consul agent [options]
+
+  Starts the Consul agent and runs until an interrupt is received. The
+  agent represents a single node in a cluster.
+
+"""
+
+
 def run_agent(argv: list[str]) -> int:
+    if any(arg in ("-h", "-help", "--help") for arg in argv):
+        from consulpy.cli.base import flag_block  # only for help: the agent itself never loads the CLI
+
+        print((AGENT_USAGE + flag_block("Command Options", AGENT_FLAGS.flags)).rstrip("\n"))
+        return 0
     try:
         loaded = load_config(argv)
     except ConfigError as exc:

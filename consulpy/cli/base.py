@@ -199,7 +199,7 @@ def print_defaults(flags: FlagSet) -> str:
     return "".join(lines)
 
 
-def _flag_block(title: str, flags: Iterable[Flag]) -> str:
+def flag_block(title: str, flags: Iterable[Flag]) -> str:
     text = f"{title}\n\n"
     for flag in sorted(flags, key=lambda f: f.name):
         name, usage = _example(flag)
@@ -287,9 +287,9 @@ def command_help(command: Command) -> str:
     http = [f for f in flags if f.name in HTTP_FLAG_NAMES]
     own = [f for f in flags if f.name not in HTTP_FLAG_NAMES]
     if http:
-        text += _flag_block("HTTP API Options", http)
+        text += flag_block("HTTP API Options", http)
     if own:
-        text += _flag_block("Command Options", own)
+        text += flag_block("Command Options", own)
     return text.rstrip("\n")
 
 
