@@ -105,11 +105,3 @@ class FlagSet:
         except ValueError as exc:
             raise FlagError(f'invalid value "{value}" for flag -{name}: {exc}') from None
         return value
-
-    def usage(self) -> str:
-        lines = []
-        for flag in sorted(self.flags, key=lambda f: f.name):
-            lines.append(f"  -{flag.name}" + ("" if flag.kind == "bool" else "=<value>"))
-            if flag.usage:
-                lines.append(f"     {flag.usage}")
-        return "\n".join(lines)
