@@ -63,24 +63,32 @@ def test_status_handler_thresholds() -> None:
     assert seen.results == [(PASSING, "first"), (WARNING, "down"), (CRITICAL, "down"), (WARNING, "up 2")]
 
 
-def test_ttl_expiry_and_truncation() -> None:
-    async def scenario() -> Recorder:
-        seen = Recorder()
-        ttl = TTLCheck("c1", 50 * MILLISECOND, seen, 5)
-        ttl.start()
-        await asyncio.sleep(0.12)
-        assert ttl.set_status(PASSING, "abcdefgh") == "abcde ... (captured 5 of 8 bytes)"
-        await asyncio.sleep(0.03)
-        ttl.set_status(WARNING, "ok")           # resets the TTL
-        await asyncio.sleep(0.03)
-        assert seen.last == (WARNING, "ok")
-        await asyncio.sleep(0.08)
-        ttl.stop()
-        return seen
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
 
-    seen = run(scenario())
+
+def test_ttl_expiry_and_truncation() -> None:
+    # Timed against the loop's clock rather than fixed sleeps, so a slow machine cannot reorder the events.
+    async def scenario() -> tuple[Recorder, float]:
+        seen = Recorder()
+        loop = asyncio.get_running_loop()
+        ttl = TTLCheck("c1", 1 * SECOND, seen, 5)
+        ttl.start()
+        await until(lambda: len(seen.results) == 1)
+        assert ttl.set_status(PASSING, "abcdefgh") == "abcde ... (captured 5 of 8 bytes)"
+        await asyncio.sleep(0.6)
+        ttl.set_status(WARNING, "ok")           # restarts the TTL
+        warned_at = loop.time()
+        await until(lambda: len(seen.results) == 4)
+        expired_after = loop.time() - warned_at
+        ttl.stop()
+        return seen, expired_after
+
+    seen, expired_after = run(scenario())
     assert seen.results == [(CRITICAL, "TTL expired"), (PASSING, "abcde ... (captured 5 of 8 bytes)"),
                             (WARNING, "ok"), (CRITICAL, "TTL expired (last output before timeout follows): ok")]
+    assert expired_after >= 0.99                # counted from the last report, not the one before it
 
 
 async def http_server(host: str) -> tuple[web.AppRunner, str]:
@@ -229,7 +237,7 @@ def test_local_state_defers_output_only_changes_and_reaps() -> None:
         local = LocalState("n1", CheckRunners(), LocalOptions(check_update_interval=100 * MILLISECOND,
                                                               check_deregister_interval_min=0))
         local.on_change = lambda: triggers.append(1)
-        reg = service_registration({"Name": "web", "Check": {"TTL": "1h", "DeregisterCriticalServiceAfter": "300ms"}})
+        reg = service_registration({"Name": "web", "Check": {"TTL": "1h", "DeregisterCriticalServiceAfter": "1s"}})
         local.add_service(reg, SOURCE_API)
         state = local.check_states()["service:web"]
         state.in_sync = True
@@ -240,8 +248,11 @@ def test_local_state_defers_output_only_changes_and_reaps() -> None:
         await asyncio.sleep(0.2)
         assert len(triggers) == before + 1 and not state.in_sync
         assert local.reap() == []
-        await asyncio.sleep(0.15)
-        assert local.reap() == ["web"]
+        reaped: list[str] = []
+        while not reaped:
+            await asyncio.sleep(0.05)
+            reaped = local.reap()
+        assert reaped == ["web"]
         assert local.services() == {} and local.checks() == {}
         assert local.check_states()["service:web"].deleted      # a tombstone until anti-entropy removes it
         await local.stop()

@@ -102,7 +102,7 @@ def test_blocking_list_wakes_on_a_fire_and_not_on_nothing(dev_agent: AgentProces
         fired_at = time.monotonic()
         woken = blocked.result(timeout=5)
         woke_after = time.monotonic() - fired_at
-    assert woke_after < 0.1, woke_after
+    assert woke_after < 1.0, woke_after  # woken by the event, not the 10 s wait
     assert int(woken.headers["X-Consul-Index"]) == uuid_index(fired["ID"])
     assert names(woken) == ["seed", "wake"]
 

@@ -150,7 +150,7 @@ def test_blocking_get_wakes_on_its_key_only(dev_agent: AgentProcess) -> None:
     assert not watcher.is_alive()
     response = result["response"]
     assert isinstance(response, requests.Response) and response.status_code == 200
-    assert float(result["at"]) - put_done < 0.1  # type: ignore[arg-type]
+    assert float(result["at"]) - put_done < 1.0  # type: ignore[arg-type]  # woken by the write, not the 30 s wait
     assert index_of(response) > index
     assert base64.b64decode(response.json()[0]["Value"]) == b"v2"
 
