@@ -5,41 +5,80 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from consulpy.endpoints.query import GC_PAUSE_WAKE, pause_gc_for_wake
+from consulpy.endpoints.query import GC_PAUSE_WAKE, wake_without_gc
 from consulpy.state import StateStore, WatchSet
 from consulpy.state.kv_ops import KVOp
 
 
-def test_gc_is_paused_for_a_large_wake_and_enabled_after_it() -> None:
-    async def scenario() -> list[bool]:
-        seen = []
-        pause_gc_for_wake(GC_PAUSE_WAKE - 1)
-        seen.append(gc.isenabled())
-        pause_gc_for_wake(GC_PAUSE_WAKE)
-        seen.append(gc.isenabled())
+def parked_crowd_sees_gc(count: int) -> tuple[list[bool], bool]:
+    """Park `count` tasks on one key, wake them with one commit through `wake_without_gc`: whether the GC
+    was enabled in each woken task's step, and whether it is enabled once they have all run."""
+
+    async def scenario() -> tuple[list[bool], bool]:
+        store = StateStore()
+        store.wake = wake_without_gc
+        store.kv_txn(1, [KVOp("set", "hot", b"0")])
+        store.commit(1)
+        loop = asyncio.get_running_loop()
+        seen: list[bool] = []
+
+        async def parked() -> None:
+            watch = WatchSet()
+            store.kv_get("hot", watch)
+            woken: asyncio.Future[None] = loop.create_future()
+            store.watch(watch, lambda: woken.set_result(None))
+            await woken
+            seen.append(gc.isenabled())
+
+        tasks = [asyncio.ensure_future(parked()) for _ in range(count)]
         await asyncio.sleep(0)
-        seen.append(gc.isenabled())
-        return seen
+        store.kv_txn(2, [KVOp("set", "hot", b"1")])
+        store.commit(2)
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(0)
+        return seen, gc.isenabled()
 
+    return asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_a_large_wake_runs_every_woken_step_without_gc_and_enables_it_after() -> None:
     assert gc.isenabled()
-    assert asyncio.run(scenario()) == [True, False, True]
-    pause_gc_for_wake(GC_PAUSE_WAKE)  # outside a loop nothing is paused
-    assert gc.isenabled()
+    seen, after = parked_crowd_sees_gc(GC_PAUSE_WAKE)
+    assert len(seen) == GC_PAUSE_WAKE and not any(seen)
+    assert after and gc.isenabled()
 
 
-def test_the_store_reports_how_many_it_wakes_before_waking_them() -> None:
+def test_a_small_wake_leaves_gc_alone() -> None:
+    seen, after = parked_crowd_sees_gc(GC_PAUSE_WAKE - 1)
+    assert len(seen) == GC_PAUSE_WAKE - 1 and all(seen) and after
+
+
+def test_outside_a_loop_the_callbacks_just_run() -> None:
+    fired: list[int] = []
+    wake_without_gc([lambda i=i: fired.append(i) for i in range(GC_PAUSE_WAKE)])
+    assert fired == list(range(GC_PAUSE_WAKE)) and gc.isenabled()
+
+
+def test_the_store_hands_each_woken_waiter_to_wake_once() -> None:
     store = StateStore()
     fired: list[str] = []
-    reported: list[tuple[int, list[str]]] = []
+    batches: list[int] = []
+
+    def wake(callbacks: list) -> None:
+        batches.append(len(callbacks))
+        for callback in callbacks:
+            callback()
+
+    store.wake = wake
     store.kv_txn(1, [KVOp("set", "a", b"0"), KVOp("set", "b", b"0")])
     store.commit(1)
-    store.before_wake = lambda count: reported.append((count, list(fired)))
-    for name in ("a", "b"):
+    for names in (("a",), ("b",), ("a", "b")):
         watch = WatchSet()
-        store.kv_get(name, watch)
-        store.watch(watch, lambda name=name: fired.append(name))
-    store.kv_txn(2, [KVOp("set", "a", b"1")])
+        for name in names:
+            store.kv_get(name, watch)
+        store.watch(watch, lambda names=names: fired.append("+".join(names)))
+    store.kv_txn(2, [KVOp("set", "a", b"1"), KVOp("set", "b", b"1")])
     store.commit(2)
-    assert reported == [(1, [])] and fired == ["a"]
+    assert batches == [3] and sorted(fired) == ["a", "a+b", "b"]
     store.commit(3)
-    assert reported == [(1, [])]
+    assert batches == [3]

@@ -35,7 +35,7 @@ from consulpy.endpoints.coordinate import Coordinate
 from consulpy.endpoints.forward import LeaderForwarder, ServerForwarder
 from consulpy.endpoints.kvs import KVS
 from consulpy.endpoints.operator import Operator
-from consulpy.endpoints.query import ServerContext, pause_gc_for_wake
+from consulpy.endpoints.query import ServerContext, wake_without_gc
 from consulpy.endpoints.session import Sessions
 from consulpy.endpoints.status import Status
 from consulpy.endpoints.txn import Txn
@@ -113,7 +113,7 @@ class Agent:
         self.address = advertise_address(config)
         self.exit_code = 0
         self.store = StateStore()
-        self.store.before_wake = pause_gc_for_wake
+        self.store.wake = wake_without_gc
         self.fsm = FSM(self.store)
         self.rpc_address = f"{self.address}:{config.ports.server}"
         self.rpc_port: ServerPort | None = None

@@ -21,6 +21,7 @@ from consulpy.codec import wire
 from consulpy.duration import SECOND
 from consulpy.server.consensus import Consensus, NoLeaderError
 from consulpy.state import StateStore, WatchSet
+from consulpy.state.store import call_each
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -134,18 +135,24 @@ class ServerContext:
         return meta, result
 
 
-def pause_gc_for_wake(woken: int) -> None:
-    """`StateStore.before_wake`: when one commit wakes a crowd of parked queries, keep the cyclic garbage
-    collector out of their burst. With thousands of queries parked a full collection walks about a million
-    objects (150-330 ms) and frees nothing; it is enabled again by a callback queued after every woken task."""
-    if woken < GC_PAUSE_WAKE or not gc.isenabled():
+def wake_without_gc(callbacks: list[Callable[[], None]]) -> None:
+    """`StateStore.wake`: when one commit wakes a crowd of parked queries, keep the cyclic garbage collector
+    out of their burst. With thousands of queries parked a full collection walks about a million objects
+    (150-330 ms) and frees nothing. The callbacks resolve futures, which queue the woken tasks' next steps;
+    the collector is enabled again by a callback queued behind all of them."""
+    if len(callbacks) < GC_PAUSE_WAKE or not gc.isenabled():
+        call_each(callbacks)
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
+        call_each(callbacks)
         return
     gc.disable()
-    loop.call_soon(gc.enable)
+    try:
+        call_each(callbacks)
+    finally:
+        loop.call_soon(gc.enable)
 
 
 def _release(woken: asyncio.Future[None]) -> None:

@@ -43,7 +43,7 @@ TABLE_COORDINATES = "coordinates"
 TABLES = (TABLE_NODES, TABLE_SERVICES, TABLE_CHECKS, TABLE_KVS, TABLE_TOMBSTONES, TABLE_SESSIONS,
           TABLE_COORDINATES)
 # What a restore keeps: the clock and the watch machinery belong to this process, not to the image.
-_LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending", "before_wake"})
+_LIVE_ATTRIBUTES = frozenset({"_clock", "_waiters", "_prefix_watch_count", "_pending", "wake"})
 
 MAX_LOCK_DELAY_NS = 60 * 1_000_000_000  # Consul's structs.MaxLockDelay: a longer lock-delay is cut to this
 
@@ -69,6 +69,12 @@ class WatchSet:
 
     def add(self, kind: str, name: str = "") -> None:
         self.keys.add((kind, name))
+
+
+def call_each(callbacks: list[Callable[[], None]]) -> None:
+    """`StateStore.wake` by default: call the woken waiters' callbacks in order."""
+    for callback in callbacks:
+        callback()
 
 
 def _prefix_range(table: SortedDict, prefix: str) -> Iterator[str]:
@@ -107,9 +113,9 @@ class StateStore:
         self._waiters: dict[WatchKey, set[Waiter]] = {}
         self._prefix_watch_count = 0
         self._pending: set[WatchKey] = set()
-        # Told how many waiters a commit is about to wake, before it wakes them (the agent uses it to keep
-        # garbage collection out of a large wake-up).
-        self.before_wake: Callable[[int], None] | None = None
+        # Runs the callbacks of the waiters one commit wakes (the agent's keeps garbage collection out of a
+        # large wake-up).
+        self.wake: Callable[[list[Callable[[], None]]], None] = call_each
 
     # ------------------------------------------------------------------ watches
 
@@ -149,13 +155,14 @@ class StateStore:
         """End of one applied command: record its index and wake what it changed."""
         self.last_index = max(self.last_index, index)
         pending, self._pending = self._pending, set()
-        woken = [waiter for key in pending for waiter in self._waiters.get(key, ()) if not waiter.fired]
-        if woken and self.before_wake is not None:
-            self.before_wake(len(woken))
-        for waiter in woken:
-            if not waiter.fired:  # a waiter on several of the keys is in the list once per key
-                waiter.fired = True
-                waiter.callback()
+        callbacks = []
+        for key in pending:
+            for waiter in self._waiters.get(key, ()):
+                if not waiter.fired:  # a waiter on several of the keys is seen once per key
+                    waiter.fired = True
+                    callbacks.append(waiter.callback)
+        if callbacks:
+            self.wake(callbacks)
 
     # ------------------------------------------------------------------ indexes
 
