@@ -11,6 +11,7 @@ import requests
 from aiohttp.test_utils import make_mocked_request
 
 from consulpy.http.cache import ENTRY_OVERHEAD, RenderCache, cache_key
+from consulpy.http.params import get_token
 from tests.agentproc import AgentProcess
 
 
@@ -44,7 +45,8 @@ def test_the_cache_is_bounded_in_bytes_and_skips_huge_bodies() -> None:
 
 def test_the_key_ignores_only_index_and_wait() -> None:
     def key(target: str, headers: dict[str, str] | None = None) -> object:
-        return cache_key(make_mocked_request("GET", target, headers=headers or {}))
+        request = make_mocked_request("GET", target, headers=headers or {})
+        return cache_key(request, get_token(request))
 
     base = key("/v1/health/service/web?passing&index=1")
     assert base == key("/v1/health/service/web?passing&index=9&wait=5s")

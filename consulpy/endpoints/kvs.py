@@ -7,10 +7,12 @@ Imports: stdlib, consulpy.endpoints.query, consulpy.fsm, consulpy.state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from functools import partial
 
 from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import KVSRequest
-from consulpy.state import DirEntry, KVOp, StateError, WatchSet
+from consulpy.state import DirEntry, KVOp, StateError
 
 log = logging.getLogger("consulpy.kvs")
 
@@ -44,17 +46,17 @@ class KVS:
             raise StateError(f"raft apply failed: {result}")
         return bool(result)
 
+    # The reads hand back the blocking query rather than awaiting it, so a parked one keeps no frame of
+    # theirs alive; each query is the store's own method with its arguments bound.
+
     @rpc_endpoint("KVS.Get", read=True)
-    async def get(self, opts: QueryOptions, key: str) -> tuple[QueryMeta, DirEntry | None]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.kv_get(key, ws))
+    def get(self, opts: QueryOptions, key: str) -> Awaitable[tuple[QueryMeta, DirEntry | None]]:
+        return self.ctx.blocking(opts, partial(self.ctx.store.kv_get, key))
 
     @rpc_endpoint("KVS.List", read=True)
-    async def list_entries(self, opts: QueryOptions, prefix: str) -> tuple[QueryMeta, list[DirEntry]]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.kv_list(prefix, ws))
+    def list_entries(self, opts: QueryOptions, prefix: str) -> Awaitable[tuple[QueryMeta, list[DirEntry]]]:
+        return self.ctx.blocking(opts, partial(self.ctx.store.kv_list, prefix))
 
     @rpc_endpoint("KVS.ListKeys", read=True)
-    async def list_keys(self, opts: QueryOptions, prefix: str, separator: str) -> tuple[QueryMeta, list[str]]:
-        def query(ws: WatchSet) -> tuple[int, list[str]]:
-            return self.ctx.store.kv_keys(prefix, separator, ws)
-
-        return await self.ctx.blocking(opts, query)
+    def list_keys(self, opts: QueryOptions, prefix: str, separator: str) -> Awaitable[tuple[QueryMeta, list[str]]]:
+        return self.ctx.blocking(opts, partial(self.ctx.store.kv_keys, prefix, separator))

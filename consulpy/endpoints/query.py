@@ -169,14 +169,15 @@ def rpc_endpoint(method: str, *, read: bool = False
 
     def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         @functools.wraps(fn)
-        async def routed(*args: P.args, **kwargs: P.kwargs) -> T:
+        def routed(*args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
             endpoint, call_args = args[0], args[1:]
             opts = call_args[0] if read else None
             router = endpoint.ctx.router  # type: ignore[attr-defined]
-            # Decided before awaiting, so a local call (dev mode, stale reads) parks no extra frames.
+            # Decided before anything is awaited, and the chosen awaitable is handed back rather than awaited
+            # here, so a call adds no frame of its own (a parked blocking query keeps no extra frame alive).
             if router is None or (opts is not None and opts.consistency == "stale" and router.serves_stale):
-                return await fn(*args, **kwargs)
-            return await router.route(method, opts, call_args, functools.partial(fn, *args, **kwargs))
+                return fn(*args, **kwargs)
+            return router.route(method, opts, call_args, functools.partial(fn, *args, **kwargs))
 
         routed.rpc_method = method  # type: ignore[attr-defined]
         return routed

@@ -3,7 +3,7 @@
 A read handler returns the QueryMeta its endpoint produced and a body builder; the server asks this cache
 for the body at `meta.index`, so a result is built and encoded once however many clients read it, and
 dropped as soon as the index the endpoint reports moves. Only the body is kept: every response still
-gets its own X-Consul-* headers. Imports: stdlib, aiohttp (request type), consulpy.http.params.
+gets its own X-Consul-* headers. Imports: stdlib, aiohttp (request type).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from aiohttp.web import BaseRequest
-
-from consulpy.http.params import get_token
 
 # Blocking-query parameters decide *when* a read returns, never *what* it returns.
 _WHEN_ONLY = frozenset(("index", "wait"))
@@ -24,16 +22,17 @@ MAX_BODY = 512 << 10
 ENTRY_OVERHEAD = 512
 
 
-def cache_key(request: BaseRequest) -> Hashable:
+def cache_key(request: BaseRequest, token: str) -> Hashable:
     """What a read's body depends on besides the index: the raw path, every query parameter but
-    `index`/`wait` (filter, tag, near, pretty, passing, node-meta, consistency flags, ...), and the token.
+    `index`/`wait` (filter, tag, near, pretty, passing, node-meta, consistency flags, ...), and the token
+    (`params.get_token` of the request).
 
     Parameters are compared as sent (still percent-encoded), so distinct queries never share a key.
     """
     path, _, query = request.raw_path.partition("?")
     if "index" in query or "wait" in query:
         query = "&".join(part for part in query.split("&") if part.partition("=")[0] not in _WHEN_ONLY)
-    return path, query, get_token(request)
+    return path, query, token
 
 
 class RenderCache:

@@ -28,6 +28,7 @@ from consulpy.agent.definitions import RegistrationError
 from consulpy.endpoints.query import QueryMeta
 from consulpy.http.cache import RenderCache, cache_key
 from consulpy.http.errors import HTTPError
+from consulpy.http.params import get_token
 from consulpy.server.consensus import NoLeaderError
 from consulpy.server.rpc import RPCError
 from consulpy.state import StateError
@@ -248,12 +249,16 @@ class HTTPServer:
         every byte of it would be the same (the many blocking queries a single write wakes at once)."""
         build = result.build
         assert build is not None
-        body = self.render_cache.body(cache_key(request), meta.index, lambda: self._json(request, build()))
-        signature = (body, result.status, tuple(result.headers.items()), result.content_type, meta.index,
-                     meta.known_leader, meta.last_contact_ms, meta.consistency, request.method, request.version,
-                     request.keep_alive, rfc822_formatted_time())
-        if self._last_written is not None and self._last_written[0] == signature:
-            return self._last_written[1]
+        # The request as sent and its token decide the body at an index (what the render cache's key is cut
+        # from), so the signature compares them whole and a woken crowd skips cutting the key too.
+        token = get_token(request)
+        signature = (request.raw_path, token, meta.index, result.status, tuple(result.headers.items()),
+                     result.content_type, meta.known_leader, meta.last_contact_ms, meta.consistency, request.method,
+                     request.version, request.keep_alive, rfc822_formatted_time())
+        last = self._last_written
+        if last is not None and last[0] == signature:
+            return last[1]
+        body = self.render_cache.body(cache_key(request, token), meta.index, lambda: self._json(request, build()))
         headers = dict(result.headers)
         headers.update(meta_headers(meta))
         response = self._response(request, result.status, body, result.content_type if body else "text/plain",

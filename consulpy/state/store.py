@@ -157,7 +157,9 @@ class StateStore:
         pending, self._pending = self._pending, set()
         callbacks = []
         for key in pending:
-            for waiter in self._waiters.get(key, ()):
+            # A changed key's waiters all fire now, so its set goes at once; each waiter's unwatch then finds
+            # the key gone and only the waiter's other keys (if any) still hold it.
+            for waiter in self._waiters.pop(key, ()):
                 if not waiter.fired:  # a waiter on several of the keys is seen once per key
                     waiter.fired = True
                     callbacks.append(waiter.callback)
