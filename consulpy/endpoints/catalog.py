@@ -6,6 +6,8 @@ Imports: stdlib, consulpy.endpoints (query, coordinate), consulpy.fsm, consulpy.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from consulpy.endpoints.coordinate import sort_by_distance
 from consulpy.endpoints.query import QueryMeta, QueryOptions, ServerContext, rpc_endpoint
 from consulpy.fsm import DeregisterRequest, RegisterRequest
@@ -59,42 +61,42 @@ class Catalog:
         return [self.ctx.datacenter]
 
     @rpc_endpoint("Catalog.ListNodes", read=True)
-    async def list_nodes(self, opts: QueryOptions, node_meta: dict[str, str], near: str = ""
-                         ) -> tuple[QueryMeta, list[Node]]:
+    def list_nodes(self, opts: QueryOptions, node_meta: dict[str, str], near: str = ""
+                   ) -> Awaitable[tuple[QueryMeta, list[Node]]]:
         def query(ws: WatchSet) -> tuple[int, list[Node]]:
             index, nodes = self.ctx.store.nodes(ws)
             kept = [n for n in nodes if _meta_matches(n, node_meta)]
             return index, sort_by_distance(self.ctx.store, near, kept, _node_name)
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
     @rpc_endpoint("Catalog.ListServices", read=True)
-    async def list_services(self, opts: QueryOptions, node_meta: dict[str, str]
-                            ) -> tuple[QueryMeta, list[ServiceInstance]]:
+    def list_services(self, opts: QueryOptions, node_meta: dict[str, str]
+                      ) -> Awaitable[tuple[QueryMeta, list[ServiceInstance]]]:
         def query(ws: WatchSet) -> tuple[int, list[ServiceInstance]]:
             index, pairs = self.ctx.store.services(ws)
             return index, [p for p in pairs if _meta_matches(p[0], node_meta)]
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
     @rpc_endpoint("Catalog.ServiceNodes", read=True)
-    async def service_nodes(self, opts: QueryOptions, name: str, tags: list[str], node_meta: dict[str, str],
-                            near: str = "") -> tuple[QueryMeta, list[ServiceInstance]]:
+    def service_nodes(self, opts: QueryOptions, name: str, tags: list[str], node_meta: dict[str, str],
+                      near: str = "") -> Awaitable[tuple[QueryMeta, list[ServiceInstance]]]:
         def query(ws: WatchSet) -> tuple[int, list[ServiceInstance]]:
             index, pairs = self.ctx.store.service_nodes(name, ws)
             kept = [p for p in pairs if _has_tags(p[1], tags) and _meta_matches(p[0], node_meta)]
             return index, sort_by_distance(self.ctx.store, near, kept, _instance_node)
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
     @rpc_endpoint("Catalog.NodeServices", read=True)
-    async def node_services(self, opts: QueryOptions, node: str
-                            ) -> tuple[QueryMeta, tuple[Node | None, list[NodeService]]]:
+    def node_services(self, opts: QueryOptions, node: str
+                      ) -> Awaitable[tuple[QueryMeta, tuple[Node | None, list[NodeService]]]]:
         def query(ws: WatchSet) -> tuple[int, tuple[Node | None, list[NodeService]]]:
             index, found, services = self.ctx.store.node_services(node, ws)
             return index, (found, services)
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
 
 class Health:
@@ -104,19 +106,19 @@ class Health:
         self.ctx = ctx
 
     @rpc_endpoint("Health.NodeChecks", read=True)
-    async def node_checks(self, opts: QueryOptions, node: str) -> tuple[QueryMeta, list[HealthCheck]]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.node_checks(node, ws))
+    def node_checks(self, opts: QueryOptions, node: str) -> Awaitable[tuple[QueryMeta, list[HealthCheck]]]:
+        return self.ctx.blocking(opts, lambda ws: self.ctx.store.node_checks(node, ws))
 
     @rpc_endpoint("Health.ServiceChecks", read=True)
-    async def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str], near: str = ""
-                             ) -> tuple[QueryMeta, list[HealthCheck]]:
-        return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
+    def service_checks(self, opts: QueryOptions, service: str, node_meta: dict[str, str], near: str = ""
+                       ) -> Awaitable[tuple[QueryMeta, list[HealthCheck]]]:
+        return self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
             self.ctx.store.service_checks(service, ws), node_meta, near))
 
     @rpc_endpoint("Health.ChecksInState", read=True)
-    async def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str], near: str = ""
-                              ) -> tuple[QueryMeta, list[HealthCheck]]:
-        return await self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
+    def checks_in_state(self, opts: QueryOptions, state: str, node_meta: dict[str, str], near: str = ""
+                        ) -> Awaitable[tuple[QueryMeta, list[HealthCheck]]]:
+        return self.ctx.blocking(opts, lambda ws: self._on_nodes_with_meta(
             self.ctx.store.checks_in_state(state, ws), node_meta, near))
 
     def _on_nodes_with_meta(self, found: tuple[int, list[HealthCheck]], node_meta: dict[str, str], near: str
@@ -129,8 +131,8 @@ class Health:
         return index, sort_by_distance(store, near, checks, _check_node)
 
     @rpc_endpoint("Health.ServiceNodes", read=True)
-    async def service_nodes(self, opts: QueryOptions, service: str, tags: list[str], passing: bool,
-                            node_meta: dict[str, str], near: str = "") -> tuple[QueryMeta, list[CheckedInstance]]:
+    def service_nodes(self, opts: QueryOptions, service: str, tags: list[str], passing: bool,
+                      node_meta: dict[str, str], near: str = "") -> Awaitable[tuple[QueryMeta, list[CheckedInstance]]]:
         def query(ws: WatchSet) -> tuple[int, list[CheckedInstance]]:
             index, found = self.ctx.store.check_service_nodes(service, ws)
             out = [
@@ -140,7 +142,7 @@ class Health:
             ]
             return index, sort_by_distance(self.ctx.store, near, out, _instance_node)
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
 
 _NO_NODE = Node(id="", node="", address="")

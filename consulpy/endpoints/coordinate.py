@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -156,16 +156,16 @@ class Coordinate:
             self._flushing = None
 
     @rpc_endpoint("Coordinate.ListNodes", read=True)
-    async def list_nodes(self, opts: QueryOptions) -> tuple[QueryMeta, list[CoordinateEntry]]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.coordinates(ws))
+    def list_nodes(self, opts: QueryOptions) -> Awaitable[tuple[QueryMeta, list[CoordinateEntry]]]:
+        return self.ctx.blocking(opts, lambda ws: self.ctx.store.coordinates(ws))
 
     @rpc_endpoint("Coordinate.Node", read=True)
-    async def node(self, opts: QueryOptions, node: str) -> tuple[QueryMeta, list[CoordinateEntry]]:
+    def node(self, opts: QueryOptions, node: str) -> Awaitable[tuple[QueryMeta, list[CoordinateEntry]]]:
         def query(ws: WatchSet) -> tuple[int, list[CoordinateEntry]]:
             index, by_segment = self.ctx.store.coordinate(node, ws)
             return index, [by_segment[segment] for segment in sorted(by_segment)]
 
-        return await self.ctx.blocking(opts, query)
+        return self.ctx.blocking(opts, query)
 
     def list_datacenters(self) -> list[DatacenterMap]:
         """Servers' WAN coordinates by datacenter, node names without their `.<datacenter>` suffix; answered

@@ -7,6 +7,7 @@ Imports: stdlib, consulpy.duration, consulpy.endpoints.query, consulpy.fsm, cons
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
 
 from consulpy.duration import HOUR, DurationError, format_duration, parse_duration
@@ -82,13 +83,13 @@ class Sessions:
         return session
 
     @rpc_endpoint("Session.Get", read=True)
-    async def get(self, opts: QueryOptions, session_id: str) -> tuple[QueryMeta, Session | None]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.session_get(session_id, ws))
+    def get(self, opts: QueryOptions, session_id: str) -> Awaitable[tuple[QueryMeta, Session | None]]:
+        return self.ctx.blocking(opts, lambda ws: self.ctx.store.session_get(session_id, ws))
 
     @rpc_endpoint("Session.List", read=True)
-    async def list_sessions(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.session_list(ws))
+    def list_sessions(self, opts: QueryOptions) -> Awaitable[tuple[QueryMeta, list[Session]]]:
+        return self.ctx.blocking(opts, lambda ws: self.ctx.store.session_list(ws))
 
     @rpc_endpoint("Session.NodeSessions", read=True)
-    async def node_sessions(self, opts: QueryOptions, node: str) -> tuple[QueryMeta, list[Session]]:
-        return await self.ctx.blocking(opts, lambda ws: self.ctx.store.node_sessions(node, ws))
+    def node_sessions(self, opts: QueryOptions, node: str) -> Awaitable[tuple[QueryMeta, list[Session]]]:
+        return self.ctx.blocking(opts, lambda ws: self.ctx.store.node_sessions(node, ws))
