@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import math
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from consulpy.codec import wire
@@ -66,6 +67,42 @@ class Router(Protocol):
                     local: Callable[[], Awaitable[T]]) -> T: ...
 
 
+class Deadlines:
+    """When parked queries give up: one loop timer per `SLOT` seconds of deadlines, not one per query.
+
+    A query's wake-up joins the slot its deadline rounds up to (so it fires at most a slot late) and leaves it
+    when the query is woken sooner; a slot's timer calls what is left in it. Thousands of parked queries thus
+    cost a set entry each instead of a timer each, and waking them cancels no timers.
+    """
+
+    SLOT = 0.01
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: dict[int, set[Callable[[], None]]] = {}
+
+    def add(self, loop: asyncio.AbstractEventLoop, deadline: float, wake: Callable[[], None]) -> int:
+        """Call `wake` at `deadline` (loop time) or up to a slot later; returns the slot for `discard`."""
+        if loop is not self._loop:  # timers belong to a loop: a new loop starts with no slots
+            self._loop, self._slots = loop, {}
+        slot = math.ceil(deadline / self.SLOT)
+        waiting = self._slots.get(slot)
+        if waiting is None:
+            waiting = self._slots[slot] = set()
+            loop.call_at(slot * self.SLOT, self._fire, slot)
+        waiting.add(wake)
+        return slot
+
+    def discard(self, slot: int, wake: Callable[[], None]) -> None:
+        waiting = self._slots.get(slot)
+        if waiting is not None:
+            waiting.discard(wake)
+
+    def _fire(self, slot: int) -> None:
+        for wake in self._slots.pop(slot, ()):
+            wake()
+
+
 @dataclass(slots=True)
 class ServerContext:
     """What every endpoint works with. Without a router (dev mode) every RPC runs here."""
@@ -77,6 +114,7 @@ class ServerContext:
     default_query_time_ns: int = DEFAULT_QUERY_TIME
     max_query_time_ns: int = MAX_QUERY_TIME
     router: Router | None = None
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     async def prepare_read(self, opts: QueryOptions) -> QueryMeta:
         """Check the read can be served here in its consistency mode; return the headers' values.
@@ -106,8 +144,8 @@ class ServerContext:
     async def blocking(self, opts: QueryOptions, query: Callable[[WatchSet], tuple[int, T]]) -> tuple[QueryMeta, T]:
         """Run `query`, blocking per `opts`; returns the metadata and the final result.
 
-        While it waits, a query parks on a future that a commit touching its watch set (or the deadline)
-        resolves: a future, a timer handle and a waiter, no task and no extra coroutine frame.
+        While it waits, a query parks on a future that a commit touching its watch set (or its deadline slot)
+        resolves: a future, a waiter and a deadline entry, no task, no timer and no extra coroutine frame.
         """
         meta = await self.prepare_read(opts)
         loop = asyncio.get_running_loop()
@@ -125,11 +163,11 @@ class ServerContext:
             wake = functools.partial(_release, woken)
             waiter = self.store.watch(ws, wake)
             del ws, result  # while parked the waiter holds the keys, and the next pass queries afresh
-            timer = loop.call_at(deadline, wake)
+            slot = self.deadlines.add(loop, deadline, wake)
             try:
                 await woken
             finally:
-                timer.cancel()
+                self.deadlines.discard(slot, wake)
                 self.store.unwatch(waiter)
         meta.index = max(index, 1)
         return meta, result
