@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from consulpy.agent.config import RuntimeConfig
 from consulpy.dns.wire import (
@@ -140,15 +140,13 @@ def recursor_address(text: str) -> tuple[str, int]:
     return text, 53
 
 
-@dataclass(slots=True, frozen=True)
-class Question:
+class Question(NamedTuple):
     labels: tuple[str, ...]  # lower-cased
     qtype: int
     edns: bool = False
 
 
-@dataclass(slots=True, frozen=True)
-class _Ctx:
+class _Ctx(NamedTuple):
     """One (possibly nested) lookup: the zone it fell in, who owns the answers, the type asked."""
 
     qname: str  # lower-cased absolute name
@@ -384,7 +382,7 @@ class Resolver:
         for node, svc, checks in found:
             if tag and tag not in (t.lower() for t in svc.tags):
                 continue
-            if any(c.status == CRITICAL or (only_passing and c.status != PASSING) for c in checks):
+            if checks and any(c.status == CRITICAL or (only_passing and c.status != PASSING) for c in checks):
                 continue
             out.append((node, svc, checks))
         return out
@@ -489,7 +487,8 @@ class Resolver:
         instances = self.healthy(name, tag)
         if not instances:
             return self._negative(NXDOMAIN, ctx)
-        self._shuffle(instances)
+        if len(instances) > 1:
+            self._shuffle(instances)
         ttl = self._service_ttl(name)
         varies = len(instances) > 1
         if ctx.qtype == SRV:

@@ -408,8 +408,10 @@ def pack_message(ident: int, flags: int, question: bytes, labels: tuple[str, ...
     packer = _Packer(question[:-4], compress)
     buf = packer.buf
     buf += _HEADER.pack(ident, flags, 1, len(answer), len(authority), len(additional))
-    if packer.names is not None and not any("." in label for label in labels):
-        packer.names[".".join(labels)] = 12
+    if packer.names is not None:
+        dotted = ".".join(labels)
+        if dotted.count(".") == len(labels) - 1:  # no label has a dot of its own
+            packer.names[dotted] = 12
     buf += question
     for rr in answer:
         packer.record(rr)
@@ -437,7 +439,7 @@ def render(query: Query, reply: Reply, tcp: bool, compress: bool, udp_answer_lim
     """Pack `reply` for `query`: trim to the transport, set the flags, echo EDNS."""
     answer = list(reply.answer)
     authority = list(reply.authority)
-    additional = _dedup(reply.additional)
+    additional = _dedup(reply.additional) if reply.additional else []
     truncated = False
     if reply.trim:
         sections = [answer, authority, additional]

@@ -71,6 +71,14 @@ class WatchSet:
         self.keys.add((kind, name))
 
 
+def _node_then_service_id(pair: tuple[Node, NodeService]) -> tuple[str, str]:
+    return pair[0].node, pair[1].id
+
+
+def _node_checks_first(check: HealthCheck) -> tuple[bool, str]:
+    return check.service_id != "", check.check_id
+
+
 def call_each(callbacks: list[Callable[[], None]]) -> None:
     """`StateStore.wake` by default: call the woken waiters' callbacks in order."""
     for callback in callbacks:
@@ -369,7 +377,8 @@ class StateStore:
             ws.add("service", key)
             ws.add("table", TABLE_SERVICES)
         out = [(self._nodes[nk], self._services[(nk, sid)]) for nk, sid in self._services_by_name.get(key, ())]
-        out.sort(key=lambda pair: (pair[0].node, pair[1].id))
+        if len(out) > 1:
+            out.sort(key=_node_then_service_id)
         return self.service_index(name), out
 
     def check_service_nodes(
@@ -383,7 +392,8 @@ class StateStore:
             node_checks = self._checks_by_node.get(nk, {})
             checks = [c for c in node_checks.values() if not c.service_id]
             checks.extend(node_checks[cid] for cid in self._checks_by_service.get((nk, svc.id), ()))
-            checks.sort(key=lambda c: (c.service_id != "", c.check_id))
+            if len(checks) > 1:
+                checks.sort(key=_node_checks_first)
             out.append((node, svc, checks))
         return index, out
 
