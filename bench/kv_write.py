@@ -44,7 +44,8 @@ def start_servers(work: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "consulpy", "agent", "-server", "-bootstrap-expect", "3", "-bind", address,
              "-client", address, "-node", f"bench-{host}", "-data-dir", str(work / f"s{host}"),
-             "-join", f"{PREFIX}.{HOSTS[0]}", "-log-level", "warn", "-hcl", "performance { raft_multiplier = 1 }"],
+             "-retry-join", f"{PREFIX}.{HOSTS[0]}", "-retry-interval", "1s", "-log-level", "warn", "-hcl",
+             "performance { raft_multiplier = 1 }"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT))
     leader = poll_json(f"http://{PREFIX}.{HOSTS[0]}:8500/v1/status/leader", lambda leader: leader, 30)
     if leader:
