@@ -468,3 +468,30 @@ def test_frontend_cache_follows_the_catalog_and_the_config(catalog: Catalog) -> 
     assert frontend.answer(b"\x00\x01", False) is None
     assert frontend.answer(header(qd=2) + QUESTION + QUESTION, False) == wire.reject_reply(
         header(qd=2) + QUESTION + QUESTION, wire.FORMERR)
+
+
+def test_a_plain_query_reads_as_the_full_parser_reads_it() -> None:
+    rng = random.Random(2027)
+    valid = [DNSRecord.question(name, qtype).pack() for name, qtype in
+             (("web.service.consul", "A"), ("Web.Service.Consul", "SRV"), ("x.node.dc1.consul", "ANY"),
+              ("1.0.0.10.in-addr.arpa", "PTR"), (".", "NS"))]
+    edns = DNSRecord.question("web.service.consul", "A")
+    edns.add_ar(EDNS0(udp_len=1400))
+    with_subnet = DNSRecord.question("web.service.consul", "A")
+    with_subnet.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(8, bytes([0, 1, 24, 0, 192, 0, 2]))]))
+    valid += [edns.pack(), with_subnet.pack()]
+    packets = [bytes(packet) for packet in valid]
+    packets += [bytes(b ^ (rng.randrange(256) if rng.random() < 0.05 else 0) for b in packet)
+                for packet in valid for _ in range(2000)]
+    plain = 0
+    for packet in packets:
+        found = wire.cache_key(packet)
+        if found is None:
+            continue
+        plain += 1
+        try:
+            expected = wire.parse_query(packet)
+        except (wire.Drop, wire.Reject) as exc:
+            raise AssertionError(f"cache_key took a packet the parser refuses: {packet!r}") from exc
+        assert wire.plain_query(packet, found[1]) == expected, packet
+    assert plain > 1000

@@ -131,7 +131,7 @@ class DNSFrontend:
             entry = cache.get(found[0])
             if entry is not None and entry.full:
                 return wire.splice(data, found[1], entry.next())
-        query = self._parse(data)
+        query = self._parse(data) if found is None else wire.plain_query(data, found[1])
         if not isinstance(query, Query):
             return query
         try:

@@ -48,6 +48,7 @@ MAX_UDP_ANSWERS = 8
 MAX_TCP_ANSWERS = 4096
 MAX_TCP_SRV_ANSWERS = 1024
 
+_ID_FLAGS = struct.Struct("!HH")  # two 16-bit fields: ID and flags, or a question's type and class
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 _RR_TYPE_CLASS_TTL = struct.Struct("!HHI")
@@ -298,6 +299,26 @@ def cache_key(data: bytes, fold_case: bool = True) -> tuple[bytes, int] | None:
     if opt != size:
         return None
     return name + data[off + 1:qend] + data[qend + 3:qend + 5], qend
+
+
+def plain_query(data: bytes, qend: int) -> Query:
+    """The Query of a packet `cache_key` found plain, ending its question at `qend`: what `parse_query` returns
+    for it, without checking again what `cache_key` already did (one question, at most an OPT and no
+    client-subnet option, labels of 1-63 bytes, a name within 255 bytes)."""
+    labels = []
+    off = 12
+    while True:
+        length = data[off]
+        if length == 0:
+            break
+        labels.append(data[off + 1:off + 1 + length].decode("utf-8", "surrogateescape").lower())
+        off += 1 + length
+    ident, flags = _ID_FLAGS.unpack_from(data)
+    qtype, qclass = _ID_FLAGS.unpack_from(data, qend - 4)
+    query = Query(ident, flags, data[12:qend], tuple(labels), qtype, qclass)
+    if len(data) > qend:  # the OPT record: its class is the requester's UDP size
+        query.edns_size = (data[qend + 3] << 8) | data[qend + 4]
+    return query
 
 
 # ---------------------------------------------------------------------------------------------------------
