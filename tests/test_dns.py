@@ -244,3 +244,37 @@ def test_busy_dns_port_fails_the_start_cleanly(start_agent, loopback: str) -> No
     message = str(failed.value)
     assert f"error starting DNS server: listen udp {loopback}.2:{DNS_PORT}" in message
     assert "Traceback" not in message
+
+
+def test_a_burst_from_several_clients_gets_every_reply_once_to_its_sender(dev_agent: AgentProcess) -> None:
+    # Replies to one read burst are sent together after it: each must still reach the socket that asked, once.
+    register(dev_agent, "burst-node", "10.7.0.1", {"ID": "burst", "Service": "burst", "Port": 80}, "passing")
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        asked: list[dict[int, str]] = [{}, {}]
+        for n in range(300):
+            client = n % 2
+            ident = 0x4000 + n
+            if n % 10 == 9:
+                packet, expected = header(ident, qd=2) + QUESTION + QUESTION, "FORMERR"
+            else:
+                request = DNSRecord.question("burst.service.consul" if n % 3 else "nothing.service.consul")
+                request.header.id = ident
+                packet, expected = request.pack(), "NOERROR" if n % 3 else "NXDOMAIN"
+            asked[client][ident] = expected
+            clients[client].sendto(packet, (dev_agent.address, DNS_PORT))
+        for client, sock in enumerate(clients):
+            sock.settimeout(3)
+            seen: dict[int, str] = {}
+            while len(seen) < len(asked[client]):
+                reply = sock.recv(65535)
+                ident = struct.unpack("!H", reply[:2])[0]
+                assert ident not in seen, f"a second reply to {ident:#x}"
+                seen[ident] = RCODE.get(reply[3] & 0x0F)
+            assert seen == asked[client]
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                sock.recv(65535)
+    finally:
+        for sock in clients:
+            sock.close()
