@@ -306,7 +306,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         if type(out) is bytes:
             if not self._outbox:
                 asyncio.get_running_loop().call_soon(self._send_outbox)
-            self._outbox.append((out, addr))  # type: ignore[arg-type]
+            self._outbox.append((out, addr))
         else:
             self.server.defer_udp(out, self.transport, addr)  # type: ignore[arg-type]
 
