@@ -18,6 +18,7 @@ dev: install
 
 lint: install
 	$(VENV)/bin/ruff check consulpy tests bench
+	$(VENV)/bin/mypy consulpy
 
 test: lint
 	$(PY) -m pytest -q
@@ -27,4 +28,4 @@ bench: install
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

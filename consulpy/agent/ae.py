@@ -136,16 +136,16 @@ class AntiEntropy(BackgroundLoop):
                 else:
                     state.in_sync = False
         for sid, rs in remote.items():
-            state = states.get(sid)
-            if state is None:
+            known = states.get(sid)
+            if known is None:
                 if sid != CONSUL_SERVICE_ID:
                     states[sid] = ServiceState(rs, SOURCE_API, deleted=True)
                 continue
-            if state.deleted:
+            if known.deleted:
                 continue
-            if state.service.enable_tag_override and state.service.tags != rs.tags:
+            if known.service.enable_tag_override and known.service.tags != rs.tags:
                 self.local.adopt_catalog_tags(sid, rs.tags)
-            state.in_sync = state.service.same_as(rs)
+            known.in_sync = known.service.same_as(rs)
 
     def _compare_checks(self, remote: dict[str, HealthCheck]) -> None:
         states = self.local.check_states()
@@ -156,18 +156,18 @@ class AntiEntropy(BackgroundLoop):
                 else:
                     state.in_sync = False
         for cid, rc in remote.items():
-            state = states.get(cid)
-            if state is None:
+            known = states.get(cid)
+            if known is None:
                 if cid != SERF_CHECK_ID:
                     states[cid] = CheckState(rc, SOURCE_API, deleted=True)
                 continue
-            if state.deleted:
+            if known.deleted:
                 continue
-            local, theirs = state.check, rc
-            if state.deferred is not None:
+            local, theirs = known.check, rc
+            if known.deferred is not None:
                 # Output waiting for its deferred write-back is not drift.
                 local, theirs = replace(local, output=""), replace(theirs, output="")
-            state.in_sync = local.same_as(theirs)
+            known.in_sync = local.same_as(theirs)
 
     # ------------------------------------------------------------------ pushing
 

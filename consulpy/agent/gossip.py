@@ -85,7 +85,7 @@ class GossipPool:
         self.datacenter = settings.datacenter
         self.keyring = self._load_keyring()
         self.on_member: list[Callable[[MemberEvent], None]] = []
-        self.on_user_event: list[Callable[[UserEvent], None]] = []
+        self.on_user_event: list[Callable[[UserEvent], object]] = []
         self._rng = random.Random()
         self._previous: SnapshotState | None = None
         self._written: SnapshotState | None = None

@@ -455,8 +455,8 @@ class LocalState:
         for cid, state in list(self._checks.items()):
             if not state.deleted and state.source == SOURCE_CONFIG:
                 self._remove_check(cid)
-        for sid, state in list(self._services.items()):
-            if not state.deleted and state.source == SOURCE_CONFIG:
+        for sid, service_state in list(self._services.items()):
+            if not service_state.deleted and service_state.source == SOURCE_CONFIG:
                 self.remove_service(sid)
         for reg in services:
             self.add_service(reg, SOURCE_CONFIG, snapshot=snapshot)

@@ -13,6 +13,8 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from consulpy import CONSUL_VERSION, __version__
 from consulpy.agent.agent import Agent
@@ -111,6 +113,15 @@ AGENT_USAGE = """Usage: consul agent [options]
 """
 
 
+def _loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """uvloop's `run` when uvloop is installed (it is a dependency), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
 def run_agent(argv: list[str]) -> int:
     if any(arg in ("-h", "-help", "--help") for arg in argv):
         from consulpy.cli.base import flag_block  # only for help: the agent itself never loads the CLI
@@ -125,10 +136,6 @@ def run_agent(argv: list[str]) -> int:
     config = loaded.config
     setup_logging(config.log_level)
     raise_fd_limit()
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
     try:
         agent = Agent(config, argv)
     except OSError as exc:
@@ -147,7 +154,7 @@ def run_agent(argv: list[str]) -> int:
     if pid_file:
         with open(pid_file, "w", encoding="utf-8") as f:
             f.write(str(os.getpid()))
-    runner = uvloop.run if uvloop is not None else asyncio.run
+    runner = _loop_runner()
     try:
         return runner(serve(agent))
     except OSError as exc:

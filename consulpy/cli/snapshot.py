@@ -144,7 +144,8 @@ def byte_size(size: int) -> str:
 
 
 def _sorted_stats(stats: dict[str, list[int]]) -> list[dict[str, Any]]:
-    rows = [{"Name": name, "Sum": total, "Count": count} for name, (count, total) in stats.items()]
+    rows: list[dict[str, Any]] = [{"Name": name, "Sum": total, "Count": count}
+                                  for name, (count, total) in stats.items()]
     rows.sort(key=lambda row: (-row["Sum"], row["Name"]))
     return rows
 

@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from consulpy.codec import wire
 from consulpy.duration import SECOND
@@ -209,7 +209,7 @@ def rpc_endpoint(method: str, *, read: bool = False
         @functools.wraps(fn)
         def routed(*args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
             endpoint, call_args = args[0], args[1:]
-            opts = call_args[0] if read else None
+            opts = cast(QueryOptions, call_args[0]) if read else None
             router = endpoint.ctx.router  # type: ignore[attr-defined]
             # Decided before anything is awaited, and the chosen awaitable is handed back rather than awaited
             # here, so a call adds no frame of its own (a parked blocking query keeps no extra frame alive).

@@ -508,9 +508,9 @@ class RaftServer:
                 else:
                     future.set_exception(LeadershipLostError())
         for rs in rd.read_states:
-            future = self._reads.get(rs.context)
-            if future is not None and not future.done():
-                future.set_result(rs.index)
+            read = self._reads.get(rs.context)
+            if read is not None and not read.done():
+                read.set_result(rs.index)
         if self._applied_waiters:
             waiting = []
             for index, waiter in self._applied_waiters:

@@ -170,10 +170,11 @@ class ServerCluster:
             conf = self.raft.conf()
         me = next((info.raft_id for info in servers if info.name == self.me), None)
         for member in (*conf.voters, *conf.learners):
-            info = by_id.get(member)
-            gone = (info is not None and info.status == MemberStatus.LEFT) or (info is None and member in self.reaped)
+            known = by_id.get(member)
+            left = known is not None and known.status == MemberStatus.LEFT
+            gone = left or (known is None and member in self.reaped)
             if gone and member != me:
-                name = info.name if info is not None else self.reaped[member]
+                name = known.name if known is not None else self.reaped[member]
                 log.info("removing server that left from the Raft configuration: %s", name)
                 await self.raft.change_membership(ConfChange(ConfChangeType.REMOVE, member))
                 self.reaped.pop(member, None)

@@ -56,7 +56,8 @@ def _row_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
 
 # Records are imaged as rows of field values in declaration order (one msgpack array each, no per-record
 # ext wrapper), which is several times faster to write and read than the codec's generic record encoding.
-_ROWS = {cls: _row_of(cls) for cls in (Node, NodeService, HealthCheck, DirEntry, Session, CoordinateEntry)}
+_ROWS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    cls: _row_of(cls) for cls in (Node, NodeService, HealthCheck, DirEntry, Session, CoordinateEntry)}
 
 
 def dump(store: StateStore) -> bytes:
@@ -140,8 +141,8 @@ def _fill(store: StateStore, last_index: int, indexes: dict[str, int], service_i
         for check_id in check_ids:
             store._sessions_by_check.setdefault((node_key, check_id), set()).add(session.id)
     for row in coordinates:
-        entry = CoordinateEntry(*row)
-        store._coordinates.setdefault(entry.node.lower(), {})[entry.segment.lower()] = entry
+        coordinate = CoordinateEntry(*row)
+        store._coordinates.setdefault(coordinate.node.lower(), {})[coordinate.segment.lower()] = coordinate
 
 
 def image_records(store: StateStore) -> Iterator[tuple[str, int, str]]:
