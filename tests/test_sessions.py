@@ -147,7 +147,7 @@ def test_ttl_expiry_releases_locks_and_renew_keeps_alive(start_agent) -> None:
         assert info(agent, expiring) != []  # the TTL is a lower bound: Consul waits 2 x TTL
         woken = requests.get(f"{base}/v1/kv/ttl/lock?index={lock_index}&wait=5s", timeout=10)
         expired_after = time.monotonic() - created
-        assert 1.9 <= expired_after < 3.0, expired_after
+        assert 1.9 <= expired_after < 4.0, expired_after  # 2 x TTL, and not much later even on a loaded machine
         assert "Session" not in woken.json()[0]
         assert info(agent, expiring) == []
         assert acquire(agent, "ttl/lock", renewed) is True  # lock-delay 0: free at once
