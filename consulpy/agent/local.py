@@ -3,13 +3,12 @@
 Registration follows Consul's agent (check IDs and names, kept check status on re-registration, script-check
 permission, maintenance mode, the reaper of services critical for too long); anti-entropy (`ae.py`) reads
 the sync flags and pushes differences to the catalog. Removed entries stay as tombstones until synced.
-Imports: stdlib, consulpy.agent.checks, consulpy.agent.definitions, consulpy.duration, consulpy.state.
+Imports: stdlib, consulpy.agent (background, checks, definitions), consulpy.duration, consulpy.state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from consulpy.agent.background import BackgroundLoop
 from consulpy.agent.checks import CheckRunners
 from consulpy.agent.definitions import (
     CheckRegistration,
@@ -118,8 +118,9 @@ class CheckState:
     deferred: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
-class LocalState:
-    """Services and checks of this agent. Methods are synchronous: each change is atomic on the event loop."""
+class LocalState(BackgroundLoop):
+    """Services and checks of this agent. Methods are synchronous: each change is atomic on the event loop.
+    Its background task is the reaper of services critical for too long."""
 
     def __init__(self, node_name: str, runners: CheckRunners, options: LocalOptions) -> None:
         self.node_name = node_name
@@ -131,7 +132,6 @@ class LocalState:
         self._checks: dict[str, CheckState] = {}
         self._versions = itertools.count(1)
         self._waiters: list[asyncio.Future[None]] = []
-        self._reaper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -486,21 +486,14 @@ class LocalState:
                              cid, format_duration(round(state.reap_after * SECOND)))
         return reaped
 
-    async def _reap_loop(self) -> None:
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.options.check_reap_interval / SECOND)
             self.reap()
 
-    def start(self) -> None:
-        self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
-
     async def stop(self) -> None:
         """Stop the reaper and every check runner (on leave and shutdown)."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await super().stop()
         for state in self._checks.values():
             if state.deferred is not None:
                 state.deferred.cancel()
